@@ -1,0 +1,409 @@
+//! Opening an object's database, the turn's implicit transaction, nested explicit transactions,
+//! the alarm slot, size accounting and WAL durability.
+
+use crate::{StorageError, guard};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// When a committed transaction reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `synchronous=NORMAL`: commits survive a process crash, not a power loss.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit fsyncs the WAL before returning.
+    Full,
+    /// Commits write the WAL without fsync; the caller makes them durable by calling
+    /// [`Storage::wal_file`]'s `sync_data` (group commit) before acknowledging them.
+    /// Checkpoints are run by [`Storage::checkpoint`] with a full sync.
+    Deferred,
+}
+
+/// How to open an object's database.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    pub max_size_bytes: u64,
+    pub sync: SyncMode,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            max_size_bytes: crate::DEFAULT_MAX_SIZE_BYTES,
+            sync: SyncMode::Normal,
+        }
+    }
+}
+
+/// The alarm slot of an object (one alarm per object, SPEC §1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmState {
+    /// When the alarm is due, epoch milliseconds.
+    pub at: Option<i64>,
+    /// When the alarm handler last completed, epoch milliseconds.
+    pub last_fired_at: Option<i64>,
+    /// Failed attempts of the pending alarm so far.
+    pub retries: u32,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS _do_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+";
+
+/// WAL pages after which [`Storage::checkpoint`] does work in `Deferred` mode (~4 MiB).
+const CHECKPOINT_PAGES: i64 = 1000;
+
+/// One object's SQLite database.
+pub struct Storage {
+    pub(crate) conn: Connection,
+    pub(crate) user_mode: Arc<AtomicBool>,
+    pub(crate) max_size_bytes: u64,
+    path: PathBuf,
+    sync: SyncMode,
+    /// Writes happened in the open transaction.
+    dirty: bool,
+    /// SQLite dropped the open transaction behind our back.
+    aborted: bool,
+    savepoint_depth: u32,
+    /// Alarm slot changed in the open transaction: the caller must update its index.
+    alarm_changed: bool,
+    wal: Option<Arc<File>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("path", &self.path).finish()
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub fn open(path: &Path, opts: &StorageOptions) -> Result<Storage, StorageError> {
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let sync = match opts.sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+            SyncMode::Deferred => "OFF",
+        };
+        // synchronous first, so that even the switch to WAL follows the chosen mode.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {sync}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"
+        ))?;
+        if opts.sync == SyncMode::Deferred {
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        }
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let max_pages = (opts.max_size_bytes / page_size.max(512) as u64).max(16);
+        conn.pragma_update(None, "max_page_count", max_pages as i64)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+        }
+        let user_mode = guard::install(&mut conn)?;
+        Ok(Storage {
+            conn,
+            user_mode,
+            max_size_bytes: opts.max_size_bytes,
+            path: path.to_path_buf(),
+            sync: opts.sync,
+            dirty: false,
+            aborted: false,
+            savepoint_depth: 0,
+            alarm_changed: false,
+            wal: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the turn's implicit transaction if none is open. Every operation calls it, so all
+    /// writes of a turn commit together in [`Storage::commit`].
+    pub(crate) fn begin(&mut self) -> Result<(), StorageError> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN")?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    pub(crate) fn note_aborted(&mut self) {
+        self.aborted = true;
+        self.dirty = false;
+        self.savepoint_depth = 0;
+    }
+
+    /// Runs a write inside the implicit transaction, mapping a full database to `SizeLimit`.
+    pub(crate) fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StorageError> {
+        self.begin()?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.dirty = true;
+                Ok(v)
+            }
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                Err(StorageError::SizeLimit {
+                    max_bytes: self.max_size_bytes,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True if the open transaction holds writes.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Commits the open transaction. Returns true if it held writes (which, in `Deferred` mode,
+    /// are not yet durable). Fails if SQLite had already rolled the transaction back.
+    pub fn commit(&mut self) -> Result<bool, StorageError> {
+        if self.aborted {
+            self.aborted = false;
+            self.rollback();
+            return Err(StorageError::TransactionAborted);
+        }
+        if self.conn.is_autocommit() {
+            return Ok(false);
+        }
+        let wrote = self.dirty;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            self.rollback();
+            return Err(e.into());
+        }
+        self.dirty = false;
+        self.savepoint_depth = 0;
+        Ok(wrote)
+    }
+
+    /// Discards the open transaction, if any.
+    pub fn rollback(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "rollback failed");
+        }
+        self.dirty = false;
+        self.aborted = false;
+        self.savepoint_depth = 0;
+        self.alarm_changed = false;
+    }
+
+    /// Runs `f` as an explicit (nested) transaction: all its writes or none of them.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Storage) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.begin()?;
+        self.savepoint_depth += 1;
+        let name = format!("_do_tx{}", self.savepoint_depth);
+        self.conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+        let out = f(self);
+        if self.conn.is_autocommit() {
+            self.note_aborted();
+            return out.and(Err(StorageError::TransactionAborted));
+        }
+        match out {
+            Ok(v) => {
+                self.conn.execute_batch(&format!("RELEASE {name}"))?;
+                self.savepoint_depth -= 1;
+                Ok(v)
+            }
+            Err(e) => {
+                self.conn
+                    .execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))?;
+                self.savepoint_depth -= 1;
+                Err(e)
+            }
+        }
+    }
+
+    // ---- alarm slot ----
+
+    fn meta_get(&mut self, key: &str) -> Result<Option<i64>, StorageError> {
+        self.begin()?;
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM _do_meta WHERE key = ?1")?
+            .query_row([key], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn meta_set(&mut self, key: &str, value: Option<i64>) -> Result<(), StorageError> {
+        self.write(|c| {
+            match value {
+                Some(v) => c
+                    .prepare_cached(
+                        "INSERT INTO _do_meta(key, value) VALUES (?1, ?2) \
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute(params![key, v])?,
+                None => c
+                    .prepare_cached("DELETE FROM _do_meta WHERE key = ?1")?
+                    .execute([key])?,
+            };
+            Ok(())
+        })
+    }
+
+    /// The alarm slot as stored.
+    pub fn alarm_state(&mut self) -> Result<AlarmState, StorageError> {
+        Ok(AlarmState {
+            at: self.meta_get("alarm_at")?,
+            last_fired_at: self.meta_get("alarm_last_fired_at")?,
+            retries: self
+                .meta_get("alarm_retries")?
+                .map_or(0, |r| u32::try_from(r).unwrap_or(0)),
+        })
+    }
+
+    pub fn get_alarm(&mut self) -> Result<Option<i64>, StorageError> {
+        self.meta_get("alarm_at")
+    }
+
+    /// Sets the alarm (replacing any other) and resets its retry count.
+    pub fn set_alarm(&mut self, at_ms: i64) -> Result<(), StorageError> {
+        self.meta_set("alarm_at", Some(at_ms))?;
+        self.meta_set("alarm_retries", None)?;
+        self.alarm_changed = true;
+        Ok(())
+    }
+
+    pub fn delete_alarm(&mut self) -> Result<(), StorageError> {
+        self.meta_set("alarm_at", None)?;
+        self.meta_set("alarm_retries", None)?;
+        self.alarm_changed = true;
+        Ok(())
+    }
+
+    /// Records a failed alarm attempt: the alarm is due again at `retry_at`.
+    pub fn alarm_failed(&mut self, retries: u32, retry_at: i64) -> Result<(), StorageError> {
+        self.meta_set("alarm_at", Some(retry_at))?;
+        self.meta_set("alarm_retries", Some(i64::from(retries)))?;
+        self.alarm_changed = true;
+        Ok(())
+    }
+
+    /// Records a completed alarm run at `now`.
+    pub fn alarm_fired(&mut self, now: i64) -> Result<(), StorageError> {
+        self.meta_set("alarm_last_fired_at", Some(now))
+    }
+
+    /// Returns and clears the "alarm slot changed" mark of the open transaction.
+    pub fn take_alarm_changed(&mut self) -> bool {
+        std::mem::take(&mut self.alarm_changed)
+    }
+
+    // ---- whole database ----
+
+    /// Database size in bytes (pages in use times page size).
+    pub fn size_bytes(&mut self) -> Result<u64, StorageError> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(u64::try_from(pages * size).unwrap_or(0))
+    }
+
+    /// Deletes everything: KV entries, the alarm and every user table, view and trigger.
+    pub fn delete_all(&mut self) -> Result<(), StorageError> {
+        self.begin()?;
+        let objects: Vec<(String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT type, name FROM sqlite_schema WHERE type IN ('table','view','trigger') \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_do\\_%' ESCAPE '\\'",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        self.write(|c| {
+            for (kind, name) in &objects {
+                // Names come from sqlite_schema, not from a request; quoted as identifiers.
+                let quoted = name.replace('"', "\"\"");
+                c.execute_batch(&format!("DROP {kind} IF EXISTS \"{quoted}\""))?;
+            }
+            c.execute_batch("DELETE FROM _do_kv; DELETE FROM _do_meta;")?;
+            Ok(())
+        })?;
+        self.alarm_changed = true;
+        Ok(())
+    }
+
+    // ---- durability ----
+
+    pub fn sync_mode(&self) -> SyncMode {
+        self.sync
+    }
+
+    /// A handle on the WAL file; `sync_data` on it makes every commit so far durable.
+    /// Used by the runtime's group commit in `Deferred` mode.
+    pub fn wal_file(&mut self) -> Result<Arc<File>, StorageError> {
+        if let Some(f) = &self.wal {
+            return Ok(f.clone());
+        }
+        let mut p = self.path.clone().into_os_string();
+        p.push("-wal");
+        let f = Arc::new(File::open(PathBuf::from(p))?);
+        self.wal = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Copies the WAL into the database when it has grown (in `Deferred` mode, where automatic
+    /// checkpoints are off) with a full sync, so the WAL can be reused safely. Must be called
+    /// outside a transaction.
+    pub fn checkpoint(&mut self, force: bool) -> Result<(), StorageError> {
+        if !self.conn.is_autocommit() {
+            return Ok(());
+        }
+        if self.sync != SyncMode::Deferred && !force {
+            return Ok(());
+        }
+        let wal_pages = self
+            .wal
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(CHECKPOINT_PAGES, |m| (m.len() / 4096) as i64);
+        if !force && wal_pages < CHECKPOINT_PAGES {
+            return Ok(());
+        }
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        let res = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if self.sync == SyncMode::Deferred {
+            self.conn.execute_batch("PRAGMA synchronous = OFF")?;
+        }
+        res?;
+        Ok(())
+    }
+
+    /// Commits nothing new, makes everything durable and closes the database.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.rollback();
+        if self.sync == SyncMode::Deferred {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        }
+        self.wal = None;
+        self.conn.close().map_err(|(_, e)| StorageError::Internal(e))
+    }
+}
