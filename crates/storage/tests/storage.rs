@@ -1,4 +1,5 @@
 //! Storage on real SQLite files in a temp dir.
+#![allow(clippy::unwrap_used)]
 
 use dotdo_storage::*;
 use serde_json::json;

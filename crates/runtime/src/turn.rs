@@ -1,0 +1,252 @@
+//! Turns: how one object runs its events, and the input and output gates around them.
+//!
+//! Each active object is one tokio task that owns its mailbox and the futures of its running
+//! turns. Storage calls are synchronous, so while a turn uses storage nothing else of the object
+//! runs (input gate). A turn yields only when it awaits something else (another object, a timer);
+//! then other turns of the same object may run, as in Durable Objects, which is what lets a call
+//! chain A→B→A complete.
+//!
+//! Every stretch of a turn between two awaits is one SQLite transaction (a *segment*): it is
+//! committed when the turn yields or finishes, and rolled back when the turn finishes with an
+//! error. A reply, and every call leaving the object, is released only once the commits before
+//! it are durable (output gate): at once in `normal` mode, after the group fsync in `fsync` mode.
+
+use crate::flusher::Flusher;
+use crate::host::{HostInner, ObjectKey};
+use crate::object::{DurableObject, ObjectError, ObjectState};
+use crate::storage::ObjectStorage;
+use dotdo_storage::{StorageError, SyncMode};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+/// Commits every this many writing commits, a `Deferred`-mode object checks its WAL size.
+const CHECKPOINT_EVERY: u64 = 256;
+
+/// The commit and release machinery of one active object.
+pub(crate) struct Gate {
+    pub(crate) key: ObjectKey,
+    pub(crate) storage: ObjectStorage,
+    pub(crate) host: Arc<HostInner>,
+    sync: SyncMode,
+    flusher: Option<Arc<Flusher>>,
+    /// Writing commits so far, and how many of them are known to be on disk.
+    committed: AtomicU64,
+    flushed: Arc<AtomicU64>,
+}
+
+pub(crate) type GateRef = Arc<Gate>;
+
+impl Gate {
+    pub(crate) fn new(
+        key: ObjectKey,
+        storage: ObjectStorage,
+        host: Arc<HostInner>,
+        sync: SyncMode,
+        flusher: Option<Arc<Flusher>>,
+    ) -> GateRef {
+        Arc::new(Gate {
+            key,
+            storage,
+            host,
+            sync,
+            flusher,
+            committed: AtomicU64::new(0),
+            flushed: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Ends the current segment: commits its writes (or rolls them back when `success` is
+    /// false) and keeps the alarm index in step with the object's alarm slot.
+    pub(crate) fn commit(&self, success: bool) -> Result<(), StorageError> {
+        let mut alarm_update = None;
+        let wrote = self.storage.with(|s| {
+            if !success {
+                s.rollback();
+                return Ok(false);
+            }
+            if s.take_alarm_changed() {
+                let at = s.get_alarm()?;
+                // Index first: after a crash the index may hold an alarm the object dropped
+                // (harmless), never the other way round.
+                self.host
+                    .catalog
+                    .set_alarm(&self.key, at)
+                    .map_err(StorageError::Internal)
+                    .inspect_err(|_| s.rollback())?;
+                alarm_update = Some(at);
+            }
+            let wrote = s.commit()?;
+            if wrote && self.sync == SyncMode::Deferred {
+                let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
+                if n.is_multiple_of(CHECKPOINT_EVERY) {
+                    s.checkpoint(false)?;
+                }
+            }
+            Ok(wrote)
+        })?;
+        let _ = wrote;
+        if let Some(at) = alarm_update {
+            self.host.alarms.schedule(&self.key, at);
+        }
+        Ok(())
+    }
+
+    /// Calls `deliver` once every commit made so far by this object is durable.
+    pub(crate) fn release(&self, deliver: Box<dyn FnOnce(Result<(), ObjectError>) + Send>) {
+        let target = self.committed.load(Ordering::Acquire);
+        let Some(flusher) = &self.flusher else {
+            return deliver(Ok(()));
+        };
+        if self.sync != SyncMode::Deferred || self.flushed.load(Ordering::Acquire) >= target {
+            return deliver(Ok(()));
+        }
+        let file = match self.storage.with(|s| s.wal_file()) {
+            Ok(f) => f,
+            Err(e) => return deliver(Err(e.into())),
+        };
+        let flushed = self.flushed.clone();
+        flusher.request(
+            file,
+            Box::new(move |res| match res {
+                Ok(()) => {
+                    flushed.fetch_max(target, Ordering::AcqRel);
+                    deliver(Ok(()));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "group commit failed");
+                    deliver(Err(ObjectError::internal("the write could not be made durable")));
+                }
+            }),
+        );
+    }
+
+    /// Commits the current segment and waits until it is durable: used before a message leaves
+    /// the object.
+    pub(crate) async fn barrier(&self) -> Result<(), ObjectError> {
+        self.commit(true)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.release(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.await
+            .unwrap_or_else(|_| Err(ObjectError::internal("the flusher stopped")))
+    }
+}
+
+/// What a finished turn hands back: whether to commit, and how to deliver its result once the
+/// output gate opens (with the commit's own error if committing failed).
+pub(crate) struct TurnOutcome {
+    pub(crate) success: bool,
+    pub(crate) deliver: Box<dyn FnOnce(Result<(), ObjectError>) + Send>,
+}
+
+/// A message for an object: starts a turn, or fails without one.
+pub(crate) trait Envelope: Send {
+    fn start(
+        self: Box<Self>,
+        object: Arc<dyn DurableObject>,
+        state: ObjectState,
+    ) -> BoxFuture<'static, TurnOutcome>;
+    fn fail(self: Box<Self>, err: ObjectError);
+}
+
+/// An envelope made of a closure that runs the turn and a channel for its result.
+pub(crate) struct Job<F, T> {
+    pub(crate) run: F,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<T, ObjectError>>,
+}
+
+impl<F, T> Envelope for Job<F, T>
+where
+    F: FnOnce(Arc<dyn DurableObject>, ObjectState) -> BoxFuture<'static, Result<T, ObjectError>>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    fn start(
+        self: Box<Self>,
+        object: Arc<dyn DurableObject>,
+        state: ObjectState,
+    ) -> BoxFuture<'static, TurnOutcome> {
+        let this = *self;
+        let fut = (this.run)(object, state);
+        let reply = this.reply;
+        Box::pin(async move {
+            let result = fut.await;
+            TurnOutcome {
+                success: result.is_ok(),
+                deliver: Box::new(move |committed| {
+                    let _ = reply.send(committed.and(result));
+                }),
+            }
+        })
+    }
+
+    fn fail(self: Box<Self>, err: ObjectError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+/// One running turn: commits at every yield, and at the end commits or rolls back and releases
+/// its result through the output gate. A panic fails the turn instead of the object.
+pub(crate) struct Turn {
+    fut: BoxFuture<'static, std::thread::Result<TurnOutcome>>,
+    gate: GateRef,
+    /// A commit at a yield point failed; the turn's result becomes this error.
+    failed: Option<ObjectError>,
+}
+
+impl Turn {
+    pub(crate) fn new(fut: BoxFuture<'static, TurnOutcome>, gate: GateRef) -> Turn {
+        Turn {
+            fut: AssertUnwindSafe(fut).catch_unwind().boxed(),
+            gate,
+            failed: None,
+        }
+    }
+}
+
+impl Future for Turn {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        match this.fut.as_mut().poll(cx) {
+            Poll::Pending => {
+                if let Err(e) = this.gate.commit(true) {
+                    this.failed.get_or_insert(e.into());
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Ok(outcome)) => {
+                let success = outcome.success && this.failed.is_none();
+                let committed = this.gate.commit(success).map_err(ObjectError::from);
+                match (this.failed.take(), committed) {
+                    (Some(e), _) | (None, Err(e)) => {
+                        this.gate.release(Box::new(move |_| (outcome.deliver)(Err(e))))
+                    }
+                    (None, Ok(())) => this.gate.release(outcome.deliver),
+                }
+                Poll::Ready(())
+            }
+            Poll::Ready(Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(object = %this.gate.key, panic = %msg, "a turn panicked");
+                let _ = this.gate.commit(false);
+                // The turn's result channel was dropped with the future: its caller sees an
+                // internal error.
+                Poll::Ready(())
+            }
+        }
+    }
+}
