@@ -175,7 +175,9 @@ pub fn default_max_open_objects() -> usize {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
     let limit = rlimit::increase_nofile_limit(hard).unwrap_or(soft);
     let usable = limit.saturating_sub(256) * 3 / 4;
-    usize::try_from(usable / 3).unwrap_or(usize::MAX).clamp(16, 1_000_000)
+    usize::try_from(usable / 3)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1_000_000)
 }
 
 impl Host {
@@ -385,7 +387,10 @@ impl HostInner {
         run: F,
     ) -> Result<T, ObjectError>
     where
-        F: FnOnce(Arc<dyn DurableObject>, ObjectState) -> BoxFuture<'static, Result<T, ObjectError>>
+        F: FnOnce(
+                Arc<dyn DurableObject>,
+                ObjectState,
+            ) -> BoxFuture<'static, Result<T, ObjectError>>
             + Send
             + 'static,
         T: Send + 'static,
@@ -605,21 +610,28 @@ impl HostInner {
         self.activations.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(object = %key, created, "activated");
         let span = tracing::debug_span!("object", object = %key);
-        tokio::spawn(tracing::Instrument::instrument(run_object(ObjectTask {
-            host: self.clone(),
-            key,
-            object,
-            state,
-            gate,
-            rx,
-            evict: evict.clone(),
-            _permit: permit,
-        }), span));
+        tokio::spawn(tracing::Instrument::instrument(
+            run_object(ObjectTask {
+                host: self.clone(),
+                key,
+                object,
+                state,
+                gate,
+                rx,
+                evict: evict.clone(),
+                _permit: permit,
+            }),
+            span,
+        ));
         Ok((tx, evict))
     }
 
     /// Removes the object's slot if its mailbox is empty, so no new mail can reach it.
-    fn try_retire(&self, key: &ObjectKey, rx: &mpsc::UnboundedReceiver<Mail>) -> Option<Arc<Notify>> {
+    fn try_retire(
+        &self,
+        key: &ObjectKey,
+        rx: &mpsc::UnboundedReceiver<Mail>,
+    ) -> Option<Arc<Notify>> {
         let mut shard = self.shard(key).lock();
         if !rx.is_empty() {
             return None;
@@ -764,14 +776,22 @@ async fn run_object(mut t: ObjectTask) {
         },
         reply: init_tx,
     });
-    Turn::new(init.start(t.object.clone(), t.state.clone()), t.gate.clone()).await;
-    if let Ok(Err(e)) | Err(e) = init_rx.await.map_err(|_| ObjectError::internal("init panicked"))
+    Turn::new(
+        init.start(t.object.clone(), t.state.clone()),
+        t.gate.clone(),
+    )
+    .await;
+    if let Ok(Err(e)) | Err(e) = init_rx
+        .await
+        .map_err(|_| ObjectError::internal("init panicked"))
     {
         tracing::error!(object = %t.key, error = %e, "object init failed");
         let notify = t.host.try_retire(&t.key, &t.rx);
         t.rx.close();
         while let Ok(mail) = t.rx.try_recv() {
-            mail.fail(ObjectError::internal(format!("the object failed to start: {e}")));
+            mail.fail(ObjectError::internal(format!(
+                "the object failed to start: {e}"
+            )));
         }
         close_storage(&t.state.storage);
         if let Some(n) = notify {

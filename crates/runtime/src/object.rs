@@ -90,7 +90,9 @@ pub trait DurableObject: Send + Sync + 'static {
 
     /// Handles an HTTP request.
     async fn fetch(&self, _req: Request) -> Result<Response, ObjectError> {
-        Err(ObjectError::not_found("this object does not handle HTTP requests"))
+        Err(ObjectError::not_found(
+            "this object does not handle HTTP requests",
+        ))
     }
 
     /// Handles a named method call (RPC) with JSON arguments.
@@ -99,7 +101,9 @@ pub trait DurableObject: Send + Sync + 'static {
         method: &str,
         _args: serde_json::Value,
     ) -> Result<serde_json::Value, ObjectError> {
-        Err(ObjectError::not_found(format!("no method named `{method}`")))
+        Err(ObjectError::not_found(format!(
+            "no method named `{method}`"
+        )))
     }
 
     /// Runs when the object's alarm is due. An error schedules a retry (2 s, doubling, 6 times).
@@ -143,12 +147,7 @@ impl ObjectState {
     /// A stub of another (or this same) object. Calls through it wait until this object's
     /// writes so far are committed (output gate), then run in the target object.
     pub fn stub(&self, namespace: &str, name: &str) -> Stub {
-        Stub::new(
-            self.host.clone(),
-            namespace,
-            name,
-            Some(self.gate.clone()),
-        )
+        Stub::new(self.host.clone(), namespace, name, Some(self.gate.clone()))
     }
 }
 

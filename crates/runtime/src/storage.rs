@@ -26,9 +26,9 @@ impl ObjectStorage {
         f: impl FnOnce(&mut Storage) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut guard = self.db.lock();
-        let db = guard.as_mut().ok_or_else(|| {
-            StorageError::Io(std::io::Error::other("the object has been closed"))
-        })?;
+        let db = guard
+            .as_mut()
+            .ok_or_else(|| StorageError::Io(std::io::Error::other("the object has been closed")))?;
         f(db)
     }
 

@@ -120,7 +120,9 @@ impl Gate {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "group commit failed");
-                    deliver(Err(ObjectError::internal("the write could not be made durable")));
+                    deliver(Err(ObjectError::internal(
+                        "the write could not be made durable",
+                    )));
                 }
             }),
         );
@@ -228,9 +230,9 @@ impl Future for Turn {
                 let success = outcome.success && this.failed.is_none();
                 let committed = this.gate.commit(success).map_err(ObjectError::from);
                 match (this.failed.take(), committed) {
-                    (Some(e), _) | (None, Err(e)) => {
-                        this.gate.release(Box::new(move |_| (outcome.deliver)(Err(e))))
-                    }
+                    (Some(e), _) | (None, Err(e)) => this
+                        .gate
+                        .release(Box::new(move |_| (outcome.deliver)(Err(e)))),
                     (None, Ok(())) => this.gate.release(outcome.deliver),
                 }
                 Poll::Ready(())

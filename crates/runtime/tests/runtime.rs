@@ -55,11 +55,18 @@ impl DurableObject for Probe {
                 let me = name(&self.state);
                 st.put_json("pinged", json!(true))?;
                 let peer = args["peer"].as_str().unwrap_or_default();
-                self.state.stub("probe", peer).call("pong", json!({ "back": me })).await
+                self.state
+                    .stub("probe", peer)
+                    .call("pong", json!({ "back": me }))
+                    .await
             }
             "pong" => {
                 let back = args["back"].as_str().unwrap_or_default();
-                let n = self.state.stub("probe", back).call("incr", Value::Null).await?;
+                let n = self
+                    .state
+                    .stub("probe", back)
+                    .call("incr", Value::Null)
+                    .await?;
                 Ok(json!({ "pong": n }))
             }
             _ => Err(ObjectError::not_found(method)),
@@ -68,7 +75,10 @@ impl DurableObject for Probe {
 
     async fn alarm(&self, info: AlarmInfo) -> Result<(), ObjectError> {
         let me = name(&self.state);
-        self.log.alarms.lock().push((me.clone(), info, self.state.now_ms()));
+        self.log
+            .alarms
+            .lock()
+            .push((me.clone(), info, self.state.now_ms()));
         let mut fails = self.log.fail_alarms.lock();
         if let Some(left) = fails.get_mut(&me)
             && *left > 0
@@ -88,7 +98,10 @@ fn options(dir: &std::path::Path, clock: &ManualClock, log: &Arc<Log>) -> HostOp
     let log = log.clone();
     let mut o = HostOptions::new(dir).class(
         "probe",
-        FnClass::new("Probe", move |state| Probe { state, log: log.clone() }),
+        FnClass::new("Probe", move |state| Probe {
+            state,
+            log: log.clone(),
+        }),
     );
     o.clock = Arc::new(clock.clone());
     o
@@ -114,14 +127,21 @@ async fn turns_of_one_object_never_overlap() {
         let host = host.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..25 {
-                host.call("probe", "counter", "incr", Value::Null).await.unwrap();
+                host.call("probe", "counter", "incr", Value::Null)
+                    .await
+                    .unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(host.call("probe", "counter", "get", Value::Null).await.unwrap(), json!(400));
+    assert_eq!(
+        host.call("probe", "counter", "get", Value::Null)
+            .await
+            .unwrap(),
+        json!(400)
+    );
     assert_eq!(*log.inits.lock(), 1, "init ran once for one activation");
 }
 
@@ -131,9 +151,15 @@ async fn a_failing_turn_rolls_back_its_writes() {
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
     host.call("probe", "a", "incr", Value::Null).await.unwrap();
-    let err = host.call("probe", "a", "write_then_fail", Value::Null).await.unwrap_err();
+    let err = host
+        .call("probe", "a", "write_then_fail", Value::Null)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
-    assert_eq!(host.call("probe", "a", "get", Value::Null).await.unwrap(), json!(1));
+    assert_eq!(
+        host.call("probe", "a", "get", Value::Null).await.unwrap(),
+        json!(1)
+    );
 }
 
 #[tokio::test]
@@ -146,7 +172,10 @@ async fn eviction_loses_nothing() {
     }
     assert!(host.evict("probe", "e").await);
     assert_eq!(host.stats().active, 0);
-    assert_eq!(host.call("probe", "e", "get", Value::Null).await.unwrap(), json!(3));
+    assert_eq!(
+        host.call("probe", "e", "get", Value::Null).await.unwrap(),
+        json!(3)
+    );
     assert_eq!(*log.inits.lock(), 2, "the object was activated again");
 }
 
@@ -155,14 +184,21 @@ async fn idle_objects_are_evicted_by_the_clock() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-    host.call("probe", "idle", "incr", Value::Null).await.unwrap();
+    host.call("probe", "idle", "incr", Value::Null)
+        .await
+        .unwrap();
     assert_eq!(host.stats().active, 1);
     clock.advance(29_000);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(host.stats().active, 1, "not idle long enough yet");
     clock.advance(2_000);
     eventually("idle eviction", || host.stats().active == 0).await;
-    assert_eq!(host.call("probe", "idle", "get", Value::Null).await.unwrap(), json!(1));
+    assert_eq!(
+        host.call("probe", "idle", "get", Value::Null)
+            .await
+            .unwrap(),
+        json!(1)
+    );
 }
 
 #[tokio::test]
@@ -173,11 +209,18 @@ async fn the_open_object_limit_holds_with_lru_eviction() {
     opts.max_open_objects = Some(4);
     let host = Host::open(opts).unwrap();
     for i in 0..40 {
-        host.call("probe", &format!("o{i}"), "incr", Value::Null).await.unwrap();
+        host.call("probe", &format!("o{i}"), "incr", Value::Null)
+            .await
+            .unwrap();
         assert!(host.stats().active <= 4);
     }
     for i in 0..40 {
-        assert_eq!(host.call("probe", &format!("o{i}"), "get", Value::Null).await.unwrap(), json!(1));
+        assert_eq!(
+            host.call("probe", &format!("o{i}"), "get", Value::Null)
+                .await
+                .unwrap(),
+            json!(1)
+        );
     }
     assert!(host.stats().evictions >= 36);
     assert_eq!(host.count_objects("probe").unwrap(), 40);
@@ -196,7 +239,10 @@ async fn a_call_chain_that_comes_back_completes() {
     .expect("A→B→A must not deadlock")
     .unwrap();
     assert_eq!(r, json!({ "pong": 1 }));
-    assert_eq!(host.call("probe", "A", "get", Value::Null).await.unwrap(), json!(1));
+    assert_eq!(
+        host.call("probe", "A", "get", Value::Null).await.unwrap(),
+        json!(1)
+    );
 }
 
 #[tokio::test]
@@ -204,7 +250,14 @@ async fn an_alarm_set_on_an_evicted_object_fires() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-    host.call("probe", "sleeper", "set_alarm", json!({ "at": T0 + 60_000 })).await.unwrap();
+    host.call(
+        "probe",
+        "sleeper",
+        "set_alarm",
+        json!({ "at": T0 + 60_000 }),
+    )
+    .await
+    .unwrap();
     assert!(host.evict("probe", "sleeper").await);
     assert_eq!(host.stats().active, 0);
     clock.advance(59_000);
@@ -213,7 +266,10 @@ async fn an_alarm_set_on_an_evicted_object_fires() {
     clock.advance(1_000);
     eventually("the alarm ran", || log.alarms.lock().len() == 1).await;
     let (who, info, at) = log.alarms.lock()[0].clone();
-    assert_eq!((who.as_str(), info.retry_count, info.is_retry, at), ("sleeper", 0, false, T0 + 60_000));
+    assert_eq!(
+        (who.as_str(), info.retry_count, info.is_retry, at),
+        ("sleeper", 0, false, T0 + 60_000)
+    );
     let st = host
         .storage("probe", "sleeper", |s| s.alarm_state())
         .await
@@ -228,7 +284,9 @@ async fn a_failing_alarm_is_retried_with_backoff_then_abandoned() {
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     log.fail_alarms.lock().insert("flaky".into(), 100);
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-    host.call("probe", "flaky", "set_alarm", json!({ "at": T0 + 1_000 })).await.unwrap();
+    host.call("probe", "flaky", "set_alarm", json!({ "at": T0 + 1_000 }))
+        .await
+        .unwrap();
     clock.advance(1_000);
     eventually("first attempt", || log.alarms.lock().len() == 1).await;
     // Retries at +2 s, +4 s, +8 s, +16 s, +32 s, +64 s after each failure.
@@ -237,15 +295,24 @@ async fn a_failing_alarm_is_retried_with_backoff_then_abandoned() {
         let delay = ALARM_RETRY_BASE_MS << (retry - 1);
         clock.advance(delay - 1);
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(log.alarms.lock().len(), retry as usize, "retry {retry} must wait its backoff");
+        assert_eq!(
+            log.alarms.lock().len(),
+            retry as usize,
+            "retry {retry} must wait its backoff"
+        );
         clock.advance(1);
         eventually("retry", || log.alarms.lock().len() == retry as usize + 1).await;
         expected.push(clock.now_ms());
     }
     let seen = log.alarms.lock().clone();
-    assert_eq!(seen.iter().map(|(_, _, t)| *t).collect::<Vec<_>>(), expected);
     assert_eq!(
-        seen.iter().map(|(_, i, _)| i.retry_count).collect::<Vec<_>>(),
+        seen.iter().map(|(_, _, t)| *t).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        seen.iter()
+            .map(|(_, i, _)| i.retry_count)
+            .collect::<Vec<_>>(),
         (0..=ALARM_MAX_RETRIES).collect::<Vec<_>>()
     );
     // Abandoned: no further attempts, slot cleared.
@@ -253,7 +320,10 @@ async fn a_failing_alarm_is_retried_with_backoff_then_abandoned() {
     clock.advance(1_000_000);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(log.alarms.lock().len(), 1 + ALARM_MAX_RETRIES as usize);
-    let st = host.storage("probe", "flaky", |s| s.alarm_state()).await.unwrap();
+    let st = host
+        .storage("probe", "flaky", |s| s.alarm_state())
+        .await
+        .unwrap();
     assert_eq!(st.at, None);
 }
 
@@ -263,15 +333,23 @@ async fn a_retried_alarm_that_then_succeeds_runs_its_effect_once() {
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     log.fail_alarms.lock().insert("twice".into(), 2);
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-    host.call("probe", "twice", "set_alarm", json!({ "at": T0 })).await.unwrap();
+    host.call("probe", "twice", "set_alarm", json!({ "at": T0 }))
+        .await
+        .unwrap();
     eventually("attempt 1", || log.alarms.lock().len() == 1).await;
     clock.advance(2_000);
     eventually("attempt 2", || log.alarms.lock().len() == 2).await;
     clock.advance(4_000);
     eventually("attempt 3", || log.alarms.lock().len() == 3).await;
-    let ran = host.storage("probe", "twice", |s| s.get("alarm_ran")).await.unwrap();
+    let ran = host
+        .storage("probe", "twice", |s| s.get("alarm_ran"))
+        .await
+        .unwrap();
     assert!(ran.is_some());
-    let st = host.storage("probe", "twice", |s| s.alarm_state()).await.unwrap();
+    let st = host
+        .storage("probe", "twice", |s| s.alarm_state())
+        .await
+        .unwrap();
     assert_eq!((st.at, st.retries), (None, 0));
 }
 
@@ -281,12 +359,17 @@ async fn alarms_due_while_down_fire_after_restart() {
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     {
         let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-        host.call("probe", "late", "set_alarm", json!({ "at": T0 + 5_000 })).await.unwrap();
+        host.call("probe", "late", "set_alarm", json!({ "at": T0 + 5_000 }))
+            .await
+            .unwrap();
         host.shutdown(Duration::from_secs(5)).await;
     }
     clock.advance(3_600_000);
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-    eventually("missed alarm fired at boot", || log.alarms.lock().len() == 1).await;
+    eventually("missed alarm fired at boot", || {
+        log.alarms.lock().len() == 1
+    })
+    .await;
     assert_eq!(log.alarms.lock()[0].0, "late");
     drop(host);
 }
@@ -303,7 +386,9 @@ async fn fsync_durability_commits_and_replies() {
         let host = host.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..50 {
-                host.call("probe", &format!("f{}", t % 2), "incr", Value::Null).await.unwrap();
+                host.call("probe", &format!("f{}", t % 2), "incr", Value::Null)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -313,7 +398,10 @@ async fn fsync_durability_commits_and_replies() {
     host.shutdown(Duration::from_secs(5)).await;
     let host = Host::open(opts).unwrap();
     for f in ["f0", "f1"] {
-        assert_eq!(host.call("probe", f, "get", Value::Null).await.unwrap(), json!(200));
+        assert_eq!(
+            host.call("probe", f, "get", Value::Null).await.unwrap(),
+            json!(200)
+        );
     }
 }
 
@@ -322,15 +410,27 @@ async fn raw_storage_turns_and_failed_sql() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
     let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
-    host.storage("probe", "sql", |s| s.exec("CREATE TABLE t(x INTEGER UNIQUE)", &[])).await.unwrap();
-    host.storage("probe", "sql", |s| s.exec("INSERT INTO t VALUES (1)", &[])).await.unwrap();
+    host.storage("probe", "sql", |s| {
+        s.exec("CREATE TABLE t(x INTEGER UNIQUE)", &[])
+    })
+    .await
+    .unwrap();
+    host.storage("probe", "sql", |s| s.exec("INSERT INTO t VALUES (1)", &[]))
+        .await
+        .unwrap();
     let err = host
         .storage("probe", "sql", |s| s.exec("INSERT INTO t VALUES (1)", &[]))
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
-    let r = host.storage("probe", "sql", |s| s.exec("SELECT count(*) FROM t", &[])).await.unwrap();
+    let r = host
+        .storage("probe", "sql", |s| s.exec("SELECT count(*) FROM t", &[]))
+        .await
+        .unwrap();
     assert_eq!(r.rows[0][0], SqlValue::Integer(1));
-    let err = host.call("nope", "x", "get", Value::Null).await.unwrap_err();
+    let err = host
+        .call("nope", "x", "get", Value::Null)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
 }

@@ -1,1 +1,223 @@
-//! placeholder
+//! `dotdo-server` is the HTTP face of dotdo (axum): `/health`, the API index, the raw storage
+//! API of every object, mounted object classes, request ids and the one JSON error shape. It
+//! holds no object state of its own: every request becomes a turn of an object on the `Host`.
+
+mod builtin;
+mod error;
+mod extract;
+mod names;
+mod storage_api;
+mod values;
+
+pub use builtin::{BUILTIN_NAMESPACE, BusinessObject, class as builtin_class};
+pub use error::ApiError;
+pub use names::{RESERVED, check_object_name};
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use dotdo_runtime::Host;
+use extract::{Namespace, Target, body_bytes};
+use serde_json::json;
+use std::sync::Arc;
+
+/// A custom class mounted at a first path segment: `/{segment}/{name}/…` reaches its `fetch`.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub segment: String,
+    pub namespace: String,
+}
+
+/// HTTP settings. Plain data; `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Namespace of the built-in class, whose objects are named by the first path segment.
+    pub builtin_namespace: String,
+    pub mounts: Vec<Mount>,
+    /// Largest request body (KV values may be up to 2 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            builtin_namespace: BUILTIN_NAMESPACE.to_string(),
+            mounts: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub host: Host,
+    pub config: Arc<ServerConfig>,
+}
+
+/// The whole HTTP API as a router, so tests can call it without a socket.
+pub fn app(host: Host, config: ServerConfig) -> Router {
+    let state = AppState {
+        host,
+        config: Arc::new(config),
+    };
+    let mut router = Router::new()
+        .route("/", get(index))
+        .route("/health", get(health));
+    for mount in &state.config.mounts {
+        let ns = Namespace {
+            ns: Arc::from(mount.namespace.as_str()),
+            builtin: false,
+        };
+        let object = storage_api::routes()
+            .route("/", axum::routing::any(forward_fetch))
+            .route("/{*rest}", axum::routing::any(forward_fetch))
+            .layer(Extension(ns));
+        router = router.nest(&format!("/{}/{{object}}", mount.segment), object);
+    }
+    let builtin = Namespace {
+        ns: Arc::from(state.config.builtin_namespace.as_str()),
+        builtin: true,
+    };
+    let object = storage_api::routes()
+        .route("/", get(object_root))
+        .route("/health", get(object_health))
+        .layer(Extension(builtin));
+    router
+        .nest("/{object}", object)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
+        ))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Gives every request an id (`x-request-id`), used in error bodies and the request's span.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let span =
+        tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut res = error::REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// `GET /`: the API index with links to objects.
+async fn index(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let origin = origin(&headers);
+    let ns = &app.config.builtin_namespace;
+    let objects = match app.host.list_objects(ns, None, 100) {
+        Ok(list) => list,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let links: Vec<_> = objects
+        .iter()
+        .filter_map(|o| o.name.as_deref())
+        .map(|n| {
+            let enc = percent_encoding::utf8_percent_encode(n, percent_encoding::NON_ALPHANUMERIC);
+            json!({ "name": n, "$id": format!("{origin}/{enc}") })
+        })
+        .collect();
+    Json(json!({
+        "$context": origin,
+        "$type": format!("{origin}/"),
+        "$id": origin,
+        "name": "dotdo",
+        "version": env!("CARGO_PKG_VERSION"),
+        "links": { "health": format!("{origin}/health") },
+        "objects": links,
+    }))
+    .into_response()
+}
+
+/// `GET /{object}`: the object's root.
+async fn object_root(headers: axum::http::HeaderMap, target: Target) -> Response {
+    let origin = origin(&headers);
+    let enc =
+        percent_encoding::utf8_percent_encode(&target.name, percent_encoding::NON_ALPHANUMERIC);
+    let id = format!("{origin}/{enc}");
+    Json(json!({
+        "$context": origin,
+        "$type": "DO",
+        "$id": id,
+        "name": target.name,
+        "links": {
+            "health": format!("{id}/health"),
+            "storage": format!("{id}/_storage/kv"),
+            "alarm": format!("{id}/_storage/alarm"),
+        },
+    }))
+    .into_response()
+}
+
+/// `GET /{object}/health`: activates the object and reports it.
+async fn object_health(State(app): State<AppState>, target: Target) -> Result<Response, ApiError> {
+    app.host
+        .storage(&target.ns, &target.name, |s| s.size_bytes())
+        .await?;
+    Ok(Json(json!({ "status": "ok", "ns": target.name, "$type": "DO" })).into_response())
+}
+
+/// Hands a request under a mount to the object's `fetch`.
+async fn forward_fetch(
+    State(app): State<AppState>,
+    target: Target,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = body_bytes(req).await?;
+    let res = app
+        .host
+        .fetch(&target.ns, &target.name, Request::from_parts(parts, body))
+        .await?;
+    let (parts, body) = res.into_parts();
+    Ok(Response::from_parts(parts, axum::body::Body::from(body)))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("nothing at {}", req.uri().path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// `scheme://host` of the request, honoring `X-Forwarded-Proto` / `X-Forwarded-Host`.
+fn origin(headers: &axum::http::HeaderMap) -> String {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let proto = get("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = get("x-forwarded-host")
+        .or_else(|| get("host"))
+        .unwrap_or_else(|| "localhost".into());
+    format!("{proto}://{host}")
+}

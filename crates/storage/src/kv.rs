@@ -104,9 +104,8 @@ impl Storage {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT value FROM _do_kv WHERE key = ?1")?;
-        let raw: Option<rusqlite::types::Value> = stmt
-            .query_row([key.as_bytes()], |r| r.get(0))
-            .optional()?;
+        let raw: Option<rusqlite::types::Value> =
+            stmt.query_row([key.as_bytes()], |r| r.get(0)).optional()?;
         raw.map(|v| decode((&v).into())).transpose()
     }
 
@@ -191,7 +190,9 @@ impl Storage {
                 upper = Some(pe);
             }
         }
-        let limit = opts.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let limit = opts
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let sql = if opts.reverse {
             "SELECT key, value FROM _do_kv WHERE (?1 IS NULL OR key >= ?1) AND (?2 IS NULL OR key < ?2) \
              ORDER BY key DESC LIMIT ?3"

@@ -151,7 +151,8 @@ impl Storage {
                     rows_out.push(vals);
                 }
             }
-            let scanned = u64::try_from(stmt.get_status(StatementStatus::FullscanStep)).unwrap_or(0);
+            let scanned =
+                u64::try_from(stmt.get_status(StatementStatus::FullscanStep)).unwrap_or(0);
             result.rows_read += rows_out.len() as u64 + scanned;
             if ncol > 0 || count == 1 {
                 result.columns = columns;
@@ -159,7 +160,9 @@ impl Storage {
             }
         }
         if count == 0 {
-            return Err(StorageError::InvalidArgument("no SQL statement given".into()));
+            return Err(StorageError::InvalidArgument(
+                "no SQL statement given".into(),
+            ));
         }
         Ok((result, wrote))
     }

@@ -404,6 +404,8 @@ impl Storage {
             self.conn.execute_batch("PRAGMA synchronous = FULL")?;
         }
         self.wal = None;
-        self.conn.close().map_err(|(_, e)| StorageError::Internal(e))
+        self.conn
+            .close()
+            .map_err(|(_, e)| StorageError::Internal(e))
     }
 }

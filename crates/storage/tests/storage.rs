@@ -38,7 +38,10 @@ fn rollback_discards_the_turn() {
     s.put("a", &j(json!(2))).unwrap();
     s.rollback();
     assert_eq!(s.get("a").unwrap(), Some(j(json!(1))));
-    assert!(!s.commit().unwrap(), "a read-only transaction reports no writes");
+    assert!(
+        !s.commit().unwrap(),
+        "a read-only transaction reports no writes"
+    );
 }
 
 #[test]
@@ -53,11 +56,23 @@ fn list_orders_by_key_with_prefix_range_reverse_limit() {
         keys(s.list(&ListOptions::default()).unwrap()),
         ["a", "b/1", "b/2", "b/3", "c", "é"]
     );
-    let prefix = ListOptions { prefix: Some("b/".into()), ..Default::default() };
+    let prefix = ListOptions {
+        prefix: Some("b/".into()),
+        ..Default::default()
+    };
     assert_eq!(keys(s.list(&prefix).unwrap()), ["b/1", "b/2", "b/3"]);
-    let rev = ListOptions { prefix: Some("b/".into()), reverse: true, limit: Some(2), ..Default::default() };
+    let rev = ListOptions {
+        prefix: Some("b/".into()),
+        reverse: true,
+        limit: Some(2),
+        ..Default::default()
+    };
     assert_eq!(keys(s.list(&rev).unwrap()), ["b/3", "b/2"]);
-    let range = ListOptions { start: Some("b/2".into()), end: Some("c".into()), ..Default::default() };
+    let range = ListOptions {
+        start: Some("b/2".into()),
+        end: Some("c".into()),
+        ..Default::default()
+    };
     assert_eq!(keys(s.list(&range).unwrap()), ["b/2", "b/3"]);
 }
 
@@ -66,11 +81,21 @@ fn limits_are_enforced_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);
     let long_key = "k".repeat(MAX_KEY_BYTES + 1);
-    assert!(matches!(s.put(&long_key, &j(json!(1))), Err(StorageError::KeyTooLarge { .. })));
-    assert!(matches!(s.put("", &j(json!(1))), Err(StorageError::EmptyKey)));
+    assert!(matches!(
+        s.put(&long_key, &j(json!(1))),
+        Err(StorageError::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.put("", &j(json!(1))),
+        Err(StorageError::EmptyKey)
+    ));
     let big = KvValue::Bytes(vec![7; MAX_VALUE_BYTES + 1]);
-    assert!(matches!(s.put("big", &big), Err(StorageError::ValueTooLarge { .. })));
-    s.put("ok", &KvValue::Bytes(vec![7; MAX_VALUE_BYTES])).unwrap();
+    assert!(matches!(
+        s.put("big", &big),
+        Err(StorageError::ValueTooLarge { .. })
+    ));
+    s.put("ok", &KvValue::Bytes(vec![7; MAX_VALUE_BYTES]))
+        .unwrap();
     s.commit().unwrap();
     assert_eq!(s.kv_count().unwrap(), 1);
 }
@@ -78,7 +103,10 @@ fn limits_are_enforced_with_clear_errors() {
 #[test]
 fn size_limit_is_enforced() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StorageOptions { max_size_bytes: 256 * 1024, ..Default::default() };
+    let opts = StorageOptions {
+        max_size_bytes: 256 * 1024,
+        ..Default::default()
+    };
     let mut s = Storage::open(&dir.path().join("o.sqlite"), &opts).unwrap();
     let mut hit = None;
     for i in 0..100 {
@@ -87,7 +115,10 @@ fn size_limit_is_enforced() {
             break;
         }
     }
-    assert!(matches!(hit, Some(StorageError::SizeLimit { .. })), "{hit:?}");
+    assert!(
+        matches!(hit, Some(StorageError::SizeLimit { .. })),
+        "{hit:?}"
+    );
     assert!(s.size_bytes().unwrap() <= 256 * 1024);
 }
 
@@ -95,40 +126,89 @@ fn size_limit_is_enforced() {
 fn sql_with_params_counts_rows() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);
-    s.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, pic BLOB)", &[]).unwrap();
+    s.exec(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, pic BLOB)",
+        &[],
+    )
+    .unwrap();
     for i in 0..5 {
         let r = s
             .exec(
                 "INSERT INTO t(name, score, pic) VALUES (?1, ?2, ?3)",
-                &[SqlValue::Text(format!("n{i}")), SqlValue::Real(i as f64 / 2.0), SqlValue::Blob(vec![i])],
+                &[
+                    SqlValue::Text(format!("n{i}")),
+                    SqlValue::Real(i as f64 / 2.0),
+                    SqlValue::Blob(vec![i]),
+                ],
             )
             .unwrap();
         assert_eq!(r.rows_written, 1);
     }
-    let r = s.exec("SELECT id, name, score FROM t WHERE id > ?1 ORDER BY id", &[SqlValue::Integer(3)]).unwrap();
+    let r = s
+        .exec(
+            "SELECT id, name, score FROM t WHERE id > ?1 ORDER BY id",
+            &[SqlValue::Integer(3)],
+        )
+        .unwrap();
     assert_eq!(r.columns, ["id", "name", "score"]);
-    assert_eq!(r.rows, vec![
-        vec![SqlValue::Integer(4), SqlValue::Text("n3".into()), SqlValue::Real(1.5)],
-        vec![SqlValue::Integer(5), SqlValue::Text("n4".into()), SqlValue::Real(2.0)],
-    ]);
+    assert_eq!(
+        r.rows,
+        vec![
+            vec![
+                SqlValue::Integer(4),
+                SqlValue::Text("n3".into()),
+                SqlValue::Real(1.5)
+            ],
+            vec![
+                SqlValue::Integer(5),
+                SqlValue::Text("n4".into()),
+                SqlValue::Real(2.0)
+            ],
+        ]
+    );
     assert!(r.rows_read >= 2);
-    let r = s.exec("SELECT count(*) FROM t WHERE name LIKE 'n%'", &[]).unwrap();
+    let r = s
+        .exec("SELECT count(*) FROM t WHERE name LIKE 'n%'", &[])
+        .unwrap();
     assert_eq!(r.rows[0][0], SqlValue::Integer(5));
-    assert!(r.rows_read >= 5, "a full scan counts the rows it visits: {}", r.rows_read);
+    assert!(
+        r.rows_read >= 5,
+        "a full scan counts the rows it visits: {}",
+        r.rows_read
+    );
 }
 
 #[test]
 fn failing_sql_changes_nothing_and_leaves_the_object_usable() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);
-    s.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)", &[]).unwrap();
+    s.exec(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+        &[],
+    )
+    .unwrap();
     s.exec("INSERT INTO t VALUES (1, 'a')", &[]).unwrap();
-    let err = s.exec("INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (1, 'dup')", &[]).unwrap_err();
-    assert!(matches!(&err, StorageError::Sql(m) if m.contains("UNIQUE")), "{err:?}");
+    let err = s
+        .exec(
+            "INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (1, 'dup')",
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Sql(m) if m.contains("UNIQUE")),
+        "{err:?}"
+    );
     let err = s.exec("SELEC nonsense", &[]).unwrap_err();
-    assert!(matches!(&err, StorageError::Sql(m) if m.contains("syntax")), "{err:?}");
+    assert!(
+        matches!(&err, StorageError::Sql(m) if m.contains("syntax")),
+        "{err:?}"
+    );
     let r = s.exec("SELECT count(*) FROM t", &[]).unwrap();
-    assert_eq!(r.rows[0][0], SqlValue::Integer(1), "the failed batch left no row behind");
+    assert_eq!(
+        r.rows[0][0],
+        SqlValue::Integer(1),
+        "the failed batch left no row behind"
+    );
     s.commit().unwrap();
 }
 
@@ -152,7 +232,9 @@ fn user_sql_cannot_touch_runtime_state() {
         assert!(matches!(err, StorageError::NotAllowed(_)), "{sql}: {err:?}");
     }
     assert!(s.exec("PRAGMA table_list", &[]).is_ok());
-    let err = s.exec("SELECT ?1, ?2", &[SqlValue::Integer(1)]).unwrap_err();
+    let err = s
+        .exec("SELECT ?1, ?2", &[SqlValue::Integer(1)])
+        .unwrap_err();
     assert!(matches!(err, StorageError::InvalidArgument(_)));
 }
 
@@ -183,25 +265,42 @@ fn alarm_slot_and_delete_all() {
     s.alarm_failed(2, 5_000).unwrap();
     s.alarm_fired(900).unwrap();
     s.commit().unwrap();
-    assert_eq!(s.alarm_state().unwrap(), AlarmState { at: Some(5_000), last_fired_at: Some(900), retries: 2 });
-    s.exec("CREATE TABLE t(x); CREATE VIEW v AS SELECT * FROM t", &[]).unwrap();
+    assert_eq!(
+        s.alarm_state().unwrap(),
+        AlarmState {
+            at: Some(5_000),
+            last_fired_at: Some(900),
+            retries: 2
+        }
+    );
+    s.exec("CREATE TABLE t(x); CREATE VIEW v AS SELECT * FROM t", &[])
+        .unwrap();
     s.put("k", &j(json!(1))).unwrap();
     s.delete_all().unwrap();
     s.commit().unwrap();
     assert_eq!(s.get_alarm().unwrap(), None);
     assert_eq!(s.kv_count().unwrap(), 0);
-    let r = s.exec("SELECT count(*) FROM sqlite_schema WHERE name IN ('t','v')", &[]).unwrap();
+    let r = s
+        .exec(
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('t','v')",
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.rows[0][0], SqlValue::Integer(0));
 }
 
 #[test]
 fn deferred_sync_mode_is_durable_after_wal_sync_and_close() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StorageOptions { sync: SyncMode::Deferred, ..Default::default() };
+    let opts = StorageOptions {
+        sync: SyncMode::Deferred,
+        ..Default::default()
+    };
     let path = dir.path().join("o.sqlite");
     let mut s = Storage::open(&path, &opts).unwrap();
     for i in 0..2000 {
-        s.put(&format!("k{i:05}"), &KvValue::Bytes(vec![1; 1024])).unwrap();
+        s.put(&format!("k{i:05}"), &KvValue::Bytes(vec![1; 1024]))
+            .unwrap();
         s.commit().unwrap();
         if i % 100 == 0 {
             s.wal_file().unwrap().sync_data().unwrap();

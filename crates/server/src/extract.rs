@@ -1,0 +1,90 @@
+//! Extractors: the target object of a request, and JSON bodies with errors in our shape.
+
+use crate::error::ApiError;
+use crate::names::check_object_name;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The namespace served under a router prefix (the built-in one or a mount).
+#[derive(Clone)]
+pub struct Namespace {
+    pub ns: Arc<str>,
+    /// Built-in objects are named by the first path segment, so reserved names are refused.
+    pub builtin: bool,
+}
+
+/// The object a request is for: `(namespace, name)`, the name already percent-decoded.
+pub struct Target {
+    pub ns: Arc<str>,
+    pub name: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))?;
+        let ns = parts
+            .extensions
+            .get::<Namespace>()
+            .cloned()
+            .ok_or_else(ApiError::internal)?;
+        let name = params
+            .get("object")
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request("missing object name"))?;
+        check_object_name(&name, ns.builtin)?;
+        Ok(Target { ns: ns.ns, name })
+    }
+}
+
+/// Reads a request body within the configured limit: an oversize body is a 413, any other
+/// failure a 400.
+pub async fn body_bytes(req: Request) -> Result<(Parts, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), &())
+        .await
+        .map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large("the request body is larger than the server's limit")
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })?;
+    Ok((parts, bytes))
+}
+
+/// A JSON body; malformed JSON or the wrong shape is a 400 naming the problem.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (_, bytes) = body_bytes(req).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("a JSON body is required"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// True if the body is declared as raw bytes rather than JSON.
+pub fn is_octet_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/octet-stream"))
+}

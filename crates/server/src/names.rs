@@ -1,0 +1,39 @@
+//! Which first path segments can name an object (SPEC §4).
+
+use crate::error::ApiError;
+use dotdo_runtime::MAX_NAME_BYTES;
+
+/// First segments that are never object names.
+pub const RESERVED: &[&str] = &[
+    "app",
+    "admin",
+    "docs",
+    "blog",
+    "health",
+    "metrics",
+    "rpc",
+    "mcp",
+    "openapi.json",
+];
+
+pub fn check_object_name(name: &str, builtin: bool) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "an object name is 1 to {MAX_NAME_BYTES} bytes of UTF-8 (got {} bytes)",
+            name.len()
+        )));
+    }
+    if builtin {
+        if name.starts_with('_') || name.starts_with('.') {
+            return Err(ApiError::bad_request(
+                "an object name must not start with `_` or `.`",
+            ));
+        }
+        if RESERVED.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is a reserved path, not an object name"
+            )));
+        }
+    }
+    Ok(())
+}
