@@ -167,6 +167,9 @@ pub struct HostStats {
     pub activations: u64,
     pub evictions: u64,
     pub pending_alarms: usize,
+    /// Group commit (`fsync` durability): replies released, and the syncs that covered them.
+    pub group_commit_requests: u64,
+    pub group_commit_syncs: u64,
 }
 
 /// The default open-object limit: each open WAL database holds three files (db, -wal, -shm);
@@ -325,7 +328,11 @@ impl Host {
 
     pub fn stats(&self) -> HostStats {
         let i = &self.inner;
+        let (group_commit_requests, group_commit_syncs) =
+            i.flusher.as_ref().map_or((0, 0), |f| f.counts());
         HostStats {
+            group_commit_requests,
+            group_commit_syncs,
             active: i.max_open - i.open.available_permits(),
             max_open: i.max_open,
             activations: i.activations.load(Ordering::Relaxed),
@@ -347,7 +354,15 @@ impl Host {
         }
         let all = u32::try_from(inner.max_open).unwrap_or(u32::MAX);
         match tokio::time::timeout(grace, inner.open.acquire_many(all)).await {
-            Ok(_) => tracing::info!("all objects closed"),
+            Ok(_) => {
+                let stats = self.stats();
+                tracing::info!(
+                    activations = stats.activations,
+                    group_commit_requests = stats.group_commit_requests,
+                    group_commit_syncs = stats.group_commit_syncs,
+                    "all objects closed"
+                )
+            }
             Err(_) => tracing::warn!("shutdown grace period ended with objects still running"),
         }
     }

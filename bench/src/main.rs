@@ -1,0 +1,76 @@
+//! `dotdo-bench`: measures dotdo and prints one JSON line per scenario:
+//! `{ scenario, ops, p50_ms, p95_ms, p99_ms, throughput, durability, … }`.
+//!
+//! HTTP scenarios start the real `dotdo` binary on 127.0.0.1 with a temp state dir; runtime
+//! scenarios run a `Host` in process. Every scenario stops by itself after a fixed count.
+//!
+//! `cargo build --release -p dotdo-cli -p dotdo-bench && target/release/dotdo-bench`
+
+mod http_load;
+mod runtime;
+mod stats;
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks dotdo and prints JSON lines")]
+struct Args {
+    /// The dotdo binary to start (default: next to this one).
+    #[arg(long)]
+    dotdo: Option<PathBuf>,
+    /// Requests per HTTP scenario.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Durability modes to run the HTTP scenarios in.
+    #[arg(long, value_delimiter = ',', default_value = "normal,fsync")]
+    durability: Vec<String>,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dotdo = match args.dotdo.clone() {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("dotdo"),
+    };
+    let wants = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
+    // In-process runtime scenarios first, on a quiet disk.
+    if wants("activation_evicted_1mb") {
+        println!("{}", runtime::activation_1mb(200).await?);
+    }
+    if wants("object_to_object_call") {
+        println!("{}", runtime::object_to_object(20_000).await?);
+    }
+    if wants("runtime_kv_increment_one_object") {
+        use dotdo_runtime::Durability::*;
+        for d in [Normal, Fsync, FsyncEach] {
+            println!("{}", runtime::increments(d, 20_000, 64).await?);
+        }
+    }
+    for durability in &args.durability {
+        for (scenario, objects) in [
+            ("http_sql_increment_one_object", 1),
+            ("http_sql_increment_1000_objects", 1000),
+        ] {
+            if wants(scenario) {
+                let line = http_load::sql_increments(
+                    &dotdo,
+                    durability,
+                    objects,
+                    args.requests,
+                    args.connections,
+                )
+                .await?;
+                println!("{}", line.with_name(scenario));
+            }
+        }
+    }
+    Ok(())
+}
