@@ -574,10 +574,6 @@ impl HostInner {
             .ok_or_else(|| ObjectError::not_found(format!("no class for `{}`", key.ns)))?;
         let permit = self.open_permit().await;
         let path = self.object_path(&key);
-        let opts = self.storage_opts.clone();
-        let (storage, created) = tokio::task::spawn_blocking(move || open_storage(&path, &opts))
-            .await
-            .map_err(|_| ObjectError::internal("opening the object's database panicked"))??;
         let name = match name {
             Some(n) => Some(n),
             None => self
@@ -586,7 +582,10 @@ impl HostInner {
                 .map_err(StorageError::Internal)?
                 .map(Arc::from),
         };
+        let created = !path.exists();
         if created {
+            // Catalog first: a crash between the two leaves a catalog entry without a file
+            // (harmless, the file is created on next use), never a file the catalog lacks.
             self.catalog
                 .register(
                     &key,
@@ -596,6 +595,10 @@ impl HostInner {
                 )
                 .map_err(StorageError::Internal)?;
         }
+        let opts = self.storage_opts.clone();
+        let storage = tokio::task::spawn_blocking(move || open_storage(&path, &opts))
+            .await
+            .map_err(|_| ObjectError::internal("opening the object's database panicked"))??;
         let storage = ObjectStorage::new(storage);
         let gate = Gate::new(
             key.clone(),
@@ -695,12 +698,13 @@ fn shutting_down() -> ObjectError {
     ObjectError::new(ErrorKind::Unavailable, "the server is shutting down")
 }
 
-fn open_storage(path: &Path, opts: &StorageOptions) -> Result<(Storage, bool), ObjectError> {
-    let created = !path.exists();
-    if created && let Some(dir) = path.parent() {
+fn open_storage(path: &Path, opts: &StorageOptions) -> Result<Storage, ObjectError> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
         std::fs::create_dir_all(dir).map_err(StorageError::Io)?;
     }
-    Ok((Storage::open(path, opts)?, created))
+    Ok(Storage::open(path, opts)?)
 }
 
 fn close_storage(storage: &ObjectStorage) {
