@@ -135,5 +135,55 @@ pub async fn sql_increments(
         ))
 }
 
+/// KV writes to `objects` objects that do not exist yet: first-touch creation of a database
+/// each, with LRU eviction once the open-object limit is reached.
+pub async fn new_objects(
+    dotdo: &Path,
+    durability: &str,
+    objects: usize,
+    connections: usize,
+) -> anyhow::Result<Line> {
+    let server = start(dotdo, durability)?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
+    let base = Arc::new(server.base.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, base, next) = (client.clone(), base.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= objects {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                let res = client
+                    .put(format!("{base}/new-{i}/_storage/kv/k"))
+                    .json(&json!(i))
+                    .send()
+                    .await?;
+                if !res.status().is_success() {
+                    bail!("request failed: {}", res.status());
+                }
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(objects);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    drop(server);
+    Ok(Line::new(all, elapsed)
+        .with("durability", json!(durability))
+        .with("objects", json!(objects))
+        .with("connections", json!(connections)))
+}
+
 #[allow(dead_code)]
 fn _unused(_: Duration) {}

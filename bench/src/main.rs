@@ -71,6 +71,11 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", line.with_name(scenario));
             }
         }
+        let scenario = "http_kv_put_10000_new_objects";
+        if wants(scenario) {
+            let line = http_load::new_objects(&dotdo, durability, 10_000, args.connections).await?;
+            println!("{}", line.with_name(scenario));
+        }
     }
     Ok(())
 }

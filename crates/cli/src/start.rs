@@ -55,10 +55,19 @@ pub fn run(args: StartArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let _lock = lock_state_dir(&args.state_dir)?;
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
         .block_on(serve(args))
+}
+
+/// Turns run their (fast, synchronous) storage calls on the async workers; the rare call that
+/// waits for the disk (a new WAL's header sync, a checkpoint) then blocks one worker. More
+/// workers than cores keep the rest of the server moving meanwhile.
+fn worker_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 4).clamp(8, 64)
 }
 
 async fn serve(args: StartArgs) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -170,9 +170,10 @@ async fn acked_writes_survive_kill_9(durability: &str) {
     let s = Arc::new(Server::start(&state, &["--durability", durability]));
     let c = client();
     let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let (c, s, stop) = (c.clone(), s.clone(), stop.clone());
+        let (c, s, stop, total) = (c.clone(), s.clone(), stop.clone(), total.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -182,7 +183,10 @@ async fn acked_writes_survive_kill_9(durability: &str) {
                     .send()
                     .await;
                 match res {
-                    Ok(r) if r.status().is_success() => acked += 1,
+                    Ok(r) if r.status().is_success() => {
+                        acked += 1;
+                        total.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(r) => panic!("write failed with {}", r.status()),
                     Err(_) => break, // the server is gone
                 }
@@ -190,7 +194,16 @@ async fn acked_writes_survive_kill_9(durability: &str) {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill in the middle of the load: once every object has had a few writes on average
+    // (however slow the disk is today), and never before a second has passed.
+    let started = std::time::Instant::now();
+    while total.load(Ordering::Relaxed) < 1_000 || started.elapsed() < Duration::from_secs(1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the load made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.kill9();
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();

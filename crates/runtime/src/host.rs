@@ -153,6 +153,8 @@ pub(crate) struct HostInner {
     pub(crate) catalog: Catalog,
     pub(crate) alarms: Arc<Alarms>,
     flusher: Option<Arc<Flusher>>,
+    /// Bytes of a new, empty object database (see `Storage::empty_image`).
+    empty_image: Arc<Vec<u8>>,
     shutting_down: AtomicBool,
     /// Counters for tests and metrics.
     activations: AtomicU64,
@@ -212,14 +214,25 @@ impl Host {
         };
         let alarms = Arc::new(Alarms::default());
         for (key, at) in catalog.alarms()? {
-            alarms.schedule(&key, Some(at));
+            // Alarms of namespaces this host does not serve wait for a host that does.
+            if opts.classes.contains_key(&*key.ns) {
+                alarms.schedule(&key, Some(at));
+            }
         }
         let storage_opts = StorageOptions {
             max_size_bytes: opts.max_object_size_bytes,
             sync: opts.durability.sync_mode(),
         };
+        let empty_image =
+            Arc::new(
+                Storage::empty_image(&opts.state_dir).map_err(|e| HostError::StateDir {
+                    path: opts.state_dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?,
+            );
         let inner = Arc::new(HostInner {
             storage_opts,
+            empty_image,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             tick: AtomicU64::new(0),
             open: Arc::new(Semaphore::new(max_open)),
@@ -596,7 +609,8 @@ impl HostInner {
                 .map_err(StorageError::Internal)?;
         }
         let opts = self.storage_opts.clone();
-        let storage = tokio::task::spawn_blocking(move || open_storage(&path, &opts))
+        let image = created.then(|| self.empty_image.clone());
+        let storage = tokio::task::spawn_blocking(move || open_storage(&path, &opts, image))
             .await
             .map_err(|_| ObjectError::internal("opening the object's database panicked"))??;
         let storage = ObjectStorage::new(storage);
@@ -619,7 +633,7 @@ impl HostInner {
         let object = match class.create(state.clone()) {
             Ok(o) => o,
             Err(e) => {
-                close_storage(&storage);
+                close_storage(&storage).await;
                 return Err(e);
             }
         };
@@ -698,20 +712,44 @@ fn shutting_down() -> ObjectError {
     ObjectError::new(ErrorKind::Unavailable, "the server is shutting down")
 }
 
-fn open_storage(path: &Path, opts: &StorageOptions) -> Result<Storage, ObjectError> {
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir).map_err(StorageError::Io)?;
+/// Opens an object's database, creating it from the empty image first if it is new. In the
+/// durable modes the file, its WAL and their directory entries are synced before any commit
+/// can be acknowledged.
+fn open_storage(
+    path: &Path,
+    opts: &StorageOptions,
+    image: Option<Arc<Vec<u8>>>,
+) -> Result<Storage, ObjectError> {
+    let durable = opts.sync != SyncMode::Normal;
+    if let Some(image) = image {
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(StorageError::Io)?;
+        }
+        match Storage::create_from_image(path, &image, durable) {
+            Err(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
     }
-    Ok(Storage::open(path, opts)?)
+    let storage = Storage::open(path, opts)?;
+    if durable {
+        storage.sync_dir()?;
+    }
+    Ok(storage)
 }
 
-fn close_storage(storage: &ObjectStorage) {
-    if let Some(db) = storage.db.lock().take()
-        && let Err(e) = db.close()
-    {
-        tracing::error!(error = %e, "closing an object's database failed");
+/// Closes an object's database (a checkpoint with fsyncs) on a blocking thread, off the
+/// async workers.
+async fn close_storage(storage: &ObjectStorage) {
+    let Some(db) = storage.db.lock().take() else {
+        return;
+    };
+    let closed = tokio::task::spawn_blocking(move || db.close()).await;
+    match closed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "closing an object's database failed"),
+        Err(e) => tracing::error!(error = %e, "closing an object's database panicked"),
     }
 }
 
@@ -812,7 +850,7 @@ async fn run_object(mut t: ObjectTask) {
                 "the object failed to start: {e}"
             )));
         }
-        close_storage(&t.state.storage);
+        close_storage(&t.state.storage).await;
         if let Some(n) = notify {
             t.host.finish_close(&t.key, &n);
         } else {
@@ -850,7 +888,7 @@ async fn run_object(mut t: ObjectTask) {
             }
         }
     };
-    close_storage(&t.state.storage);
+    close_storage(&t.state.storage).await;
     t.host.evictions.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(object = %t.key, "closed");
     if let Some(n) = retire {

@@ -77,10 +77,8 @@ impl Stub {
         F: FnOnce(&mut Storage) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |_, state| {
-            let r = state.storage.with(f).map_err(ObjectError::from);
-            Box::pin(async move { r })
-        })
-        .await
+        // Inside the future, so a panic in `f` fails this turn, not the object.
+        self.run(move |_, state| Box::pin(async move { Ok(state.storage.with(f)?) }))
+            .await
     }
 }

@@ -434,3 +434,25 @@ async fn raw_storage_turns_and_failed_sql() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
 }
+
+#[tokio::test]
+async fn a_panicking_turn_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
+    host.call("probe", "p", "incr", Value::Null).await.unwrap();
+    let err = host
+        .storage("probe", "p", |s| -> Result<(), _> {
+            s.put("n", &dotdo_runtime::storage_api::KvValue::Json(json!(99)))?;
+            panic!("boom")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal);
+    assert_eq!(
+        host.call("probe", "p", "get", Value::Null).await.unwrap(),
+        json!(1),
+        "the panicking turn's write was rolled back"
+    );
+    assert_eq!(*log.inits.lock(), 1, "the object kept running");
+}

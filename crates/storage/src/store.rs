@@ -128,6 +128,35 @@ impl Storage {
         })
     }
 
+    /// The bytes of a new, empty object database: WAL mode, schema applied. Writing them is
+    /// much cheaper than letting SQLite create a database (no journal switch, no schema
+    /// transaction). Built once through a scratch file in `scratch_dir`.
+    pub fn empty_image(scratch_dir: &Path) -> Result<Vec<u8>, StorageError> {
+        let path = scratch_dir.join(".empty-object.sqlite");
+        remove_db_files(&path);
+        let image = Storage::open(&path, &StorageOptions::default())
+            .and_then(|s| s.close())
+            .and_then(|()| Ok(std::fs::read(&path)?));
+        remove_db_files(&path);
+        image
+    }
+
+    /// Creates the database file of a new object from [`Storage::empty_image`]. With `durable`,
+    /// the file and its directory entry are on disk before this returns.
+    pub fn create_from_image(path: &Path, image: &[u8], durable: bool) -> Result<(), StorageError> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        f.write_all(image)?;
+        if durable {
+            f.sync_all()?;
+            sync_dir_of(path)?;
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -397,6 +426,12 @@ impl Storage {
         Ok(())
     }
 
+    /// Makes the directory entries of the database and its WAL durable; needed once per open
+    /// in `Deferred` mode, where SQLite itself never syncs (the WAL is re-created on open).
+    pub fn sync_dir(&self) -> Result<(), StorageError> {
+        sync_dir_of(&self.path)
+    }
+
     /// Commits nothing new, makes everything durable and closes the database.
     pub fn close(mut self) -> Result<(), StorageError> {
         self.rollback();
@@ -407,5 +442,20 @@ impl Storage {
         self.conn
             .close()
             .map_err(|(_, e)| StorageError::Internal(e))
+    }
+}
+
+fn sync_dir_of(path: &Path) -> Result<(), StorageError> {
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn remove_db_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
     }
 }
