@@ -46,6 +46,13 @@ impl DurableObject for Probe {
                 st.set_alarm(args["at"].as_i64().unwrap_or(0))?;
                 Ok(Value::Null)
             }
+            // Writes, waits (a turn that yields), writes again.
+            "slow" => {
+                st.put_json("slow", json!("started"))?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                st.put_json("slow", json!("done"))?;
+                Ok(json!("done"))
+            }
             "write_then_fail" => {
                 st.put_json("n", json!(-1))?;
                 Err(ObjectError::bad_request("failed on purpose"))
@@ -455,4 +462,37 @@ async fn a_panicking_turn_fails_alone() {
         "the panicking turn's write was rolled back"
     );
     assert_eq!(*log.inits.lock(), 1, "the object kept running");
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_turns_finish_and_keeps_their_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let opts = options(dir.path(), &clock, &log);
+    let host = Host::open(opts.clone()).unwrap();
+    let h = host.clone();
+    let slow = tokio::spawn(async move { h.call("probe", "s", "slow", Value::Null).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    host.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        json!("done"),
+        "the running turn finished"
+    );
+    let err = host
+        .call("probe", "s", "get", Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::Unavailable,
+        "no new turns after shutdown"
+    );
+    assert_eq!(host.stats().active, 0, "every database is closed");
+    let host = Host::open(opts).unwrap();
+    let v = host.storage("probe", "s", |s| s.get("slow")).await.unwrap();
+    assert_eq!(
+        v,
+        Some(dotdo_runtime::storage_api::KvValue::Json(json!("done")))
+    );
 }
