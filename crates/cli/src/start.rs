@@ -71,8 +71,9 @@ fn worker_threads() -> usize {
 }
 
 async fn serve(args: StartArgs) -> anyhow::Result<()> {
-    let mut opts =
-        HostOptions::new(&args.state_dir).class(BUILTIN_NAMESPACE, dotdo_server::builtin_class());
+    let workflow = dotdo_server::workflow_env().map_err(anyhow::Error::msg)?;
+    let mut opts = HostOptions::new(&args.state_dir)
+        .class(BUILTIN_NAMESPACE, dotdo_server::builtin_class(workflow));
     opts.durability = match args.durability {
         DurabilityArg::Normal => Durability::Normal,
         DurabilityArg::Fsync => Durability::Fsync,

@@ -144,6 +144,29 @@ impl ObjectState {
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
+    /// Commits this turn's writes so far and waits until they are durable: call it inside a
+    /// turn before an effect leaves the object by a path the runtime does not see (a webhook).
+    pub async fn flush(&self) -> Result<(), ObjectError> {
+        self.gate.barrier().await
+    }
+
+    /// Runs `f` as a new turn of this same object and waits for its result. The new turn
+    /// commits or rolls back on its own, so work that must fail alone (one retried action
+    /// among many) runs in a turn of its own. Safe to call from inside a turn: the caller
+    /// awaits, so the new turn can run.
+    pub async fn run_turn<T, F>(&self, f: F) -> Result<T, ObjectError>
+    where
+        F: FnOnce(ObjectState) -> futures::future::BoxFuture<'static, Result<T, ObjectError>>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        let key = self.gate.key.clone();
+        self.host
+            .run(key, self.name.clone(), move |_, state| f(state))
+            .await
+    }
+
     /// A stub of another (or this same) object. Calls through it wait until this object's
     /// writes so far are committed (output gate), then run in the target object.
     pub fn stub(&self, namespace: &str, name: &str) -> Stub {

@@ -1,17 +1,21 @@
 //! `dotdo-server` is the HTTP face of dotdo (axum): `/health`, the API index, the raw storage
-//! API of every object, mounted object classes, request ids and the one JSON error shape. It
+//! API of every object, the `$` context's events, subscriptions, actions and DLQ on built-in
+//! objects, mounted object classes, request ids and the one JSON error shape. It
 //! holds no object state of its own: every request becomes a turn of an object on the `Host`.
 
 mod builtin;
 mod error;
 mod extract;
 mod names;
+mod outbound;
 mod storage_api;
 mod values;
+mod workflow_api;
 
 pub use builtin::{BUILTIN_NAMESPACE, BusinessObject, class as builtin_class};
 pub use error::ApiError;
 pub use names::{RESERVED, check_object_name};
+pub use outbound::HttpOutbound;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
@@ -23,6 +27,13 @@ use dotdo_runtime::Host;
 use extract::{Namespace, Target, body_bytes};
 use serde_json::json;
 use std::sync::Arc;
+
+/// Workflow settings for a server: webhooks leave through [`HttpOutbound`].
+pub fn workflow_env() -> Result<Arc<dotdo_workflow::WorkflowEnv>, String> {
+    Ok(Arc::new(dotdo_workflow::WorkflowEnv::new(Arc::new(
+        HttpOutbound::new()?,
+    ))))
+}
 
 /// A custom class mounted at a first path segment: `/{segment}/{name}/…` reaches its `fetch`.
 #[derive(Debug, Clone)]
@@ -83,6 +94,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
         builtin: true,
     };
     let object = storage_api::routes()
+        .merge(workflow_api::routes())
         .route("/", get(object_root))
         .route("/health", get(object_health))
         .layer(Extension(builtin));
@@ -170,6 +182,10 @@ async fn object_root(headers: axum::http::HeaderMap, target: Target) -> Response
             "health": format!("{id}/health"),
             "storage": format!("{id}/_storage/kv"),
             "alarm": format!("{id}/_storage/alarm"),
+            "events": format!("{id}/_events"),
+            "subscriptions": format!("{id}/_subscriptions"),
+            "actions": format!("{id}/_actions"),
+            "dlq": format!("{id}/_dlq"),
         },
     }))
     .into_response()

@@ -14,5 +14,8 @@ pub use kv::{KvValue, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use sql::{SqlResult, SqlValue};
 pub use store::{AlarmState, Storage, StorageOptions, SyncMode};
 
+/// The SQLite binding, for crates that keep their own tables through [`Storage::internal`].
+pub use rusqlite;
+
 /// Default per-object size limit (SPEC §1): 10 GiB.
 pub const DEFAULT_MAX_SIZE_BYTES: u64 = 10 * 1024 * 1024 * 1024;

@@ -200,6 +200,31 @@ impl Storage {
         }
     }
 
+    /// Runs `f` on the connection inside the turn's implicit transaction, unguarded: for the
+    /// runtime's own stores (tables named `_do_*`), never for user SQL, which goes through
+    /// [`Storage::exec`]. The segment counts as written (its commit must reach the disk before
+    /// a reply leaves).
+    pub fn internal<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StorageError> {
+        self.write(f)
+    }
+
+    /// Like [`Storage::internal`] for reads: the segment counts as written only if `f`
+    /// changed rows.
+    pub fn internal_read<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StorageError> {
+        let (before, was_dirty) = (self.conn.total_changes(), self.dirty);
+        let out = self.write(f);
+        if self.conn.total_changes() == before {
+            self.dirty = was_dirty;
+        }
+        out
+    }
+
     /// True if the open transaction holds writes.
     pub fn is_dirty(&self) -> bool {
         self.dirty

@@ -16,7 +16,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state_dir = args.next().unwrap_or_else(|| "./.do/counter-state".into());
     let host = Host::open(
         HostOptions::new(state_dir)
-            .class(BUILTIN_NAMESPACE, dotdo_server::builtin_class())
+            .class(
+                BUILTIN_NAMESPACE,
+                dotdo_server::builtin_class(dotdo_server::workflow_env()?),
+            )
             .class("counter", dotdo_example_counter::class()),
     )?;
     let config = ServerConfig {

@@ -1,0 +1,1052 @@
+//! The `$` context of one object activation, and the pump that moves its durable work along.
+//!
+//! Everything durable is a row written in the caller's turn: an event (`send`), an action
+//! (`do_`), a subscription. The *pump* does the rest. It runs inside the object's alarm turn:
+//! it hands new events to handlers and subscriptions (as actions and outbox rows, in one
+//! transaction with the dispatch cursor), delivers the outbox, runs due actions, records
+//! outcomes, and finally sets the object's alarm to the next due retry. Anything that creates
+//! work due now also sets the alarm to now, so work survives eviction and restarts: after a
+//! crash the host fires the alarm and the pump picks up where the log says it stopped.
+//!
+//! Rows being worked on are *claimed* with the activation's epoch (its fencing token) and a
+//! lease. A newer activation takes over claims of older ones at once; an activation whose
+//! epoch is no longer the newest cannot write.
+
+use crate::model::{
+    Action, ActionStatus, DeliveryTarget, DlqEntry, Event, NewAction, NewEvent, Subscription, kind,
+    new_id,
+};
+use crate::outbound::{HttpCall, Outbound, check_url};
+use crate::pattern::{Pattern, check_event_type};
+use crate::registry::{ActionError, Registry};
+use crate::retry::RetryPolicy;
+use crate::store::{self, AfterFailure, Outgoing};
+use dotdo_runtime::storage_api::rusqlite::{self, Connection};
+use dotdo_runtime::storage_api::{Storage, StorageError};
+use dotdo_runtime::{ErrorKind, ObjectError, ObjectState};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+
+/// Events one object passes on before a chain of subscriptions is cut (a loop between
+/// objects would otherwise never end).
+pub const MAX_HOPS: u32 = 16;
+/// Largest batch of events delivered to one object in one turn.
+const DELIVERY_BATCH: usize = 256;
+/// Events handed to handlers and subscriptions per pump step.
+const DISPATCH_BATCH: usize = 256;
+/// Extra time a claim is held beyond the attempt's own timeout.
+const LEASE_GRACE_MS: i64 = 5_000;
+
+/// Settings shared by every object of a host.
+pub struct WorkflowEnv {
+    pub outbound: Arc<dyn Outbound>,
+    /// How long a webhook may take before the attempt counts as failed.
+    pub webhook_timeout: Duration,
+    /// How long a registered action function may take per attempt.
+    pub action_timeout: Duration,
+    /// Deliveries and actions one object runs at the same time.
+    pub max_in_flight: usize,
+}
+
+impl WorkflowEnv {
+    pub fn new(outbound: Arc<dyn Outbound>) -> Self {
+        WorkflowEnv {
+            outbound,
+            webhook_timeout: Duration::from_secs(10),
+            action_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkflowEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowEnv")
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("action_timeout", &self.action_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+/// Options of one `$.do`.
+#[derive(Debug, Clone, Default)]
+pub struct DoOptions {
+    /// The idempotency key; derived from the name and input when absent.
+    pub key: Option<String>,
+    pub retry: Option<RetryPolicy>,
+}
+
+type Waiter = oneshot::Sender<Result<Value, ActionError>>;
+
+struct Inner {
+    state: ObjectState,
+    registry: Arc<Registry>,
+    env: Arc<WorkflowEnv>,
+    /// This activation's epoch, once it has written.
+    epoch: Mutex<Option<i64>>,
+    pumping: AtomicBool,
+    /// New work for a running pump.
+    work: Notify,
+    /// Callers of `do_` waiting for an action's final outcome.
+    waiters: Mutex<HashMap<String, Vec<Waiter>>>,
+}
+
+/// `$`: the workflow context of one object activation. Cheap to clone.
+///
+/// | TypeScript | Rust |
+/// | --- | --- |
+/// | `$.send(type, data)` | [`Context::send`] |
+/// | `$.try(action, input)` | [`Context::try_`] |
+/// | `$.do(action, input)` | [`Context::do_`] |
+/// | `$.on.Noun.verb(h)` | [`Registry::on`] |
+///
+/// A class that uses it must call [`Context::on_alarm`] from its `alarm`: the context owns the
+/// object's alarm and multiplexes its retries and deliveries onto it.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("object", &self.inner.state.id())
+            .finish()
+    }
+}
+
+/// The writer is not the newest activation of its object.
+#[derive(Debug)]
+struct Fenced {
+    stored: i64,
+    mine: i64,
+}
+
+fn fenced_error(f: &Fenced) -> ObjectError {
+    tracing::error!(
+        stored = f.stored,
+        mine = f.mine,
+        "write by a stale activation refused"
+    );
+    ObjectError::new(
+        ErrorKind::Unavailable,
+        "this activation of the object has been superseded; retry the request",
+    )
+}
+
+/// What a finished delivery or attempt reports to the pump.
+enum Outcome {
+    ObjectBatch {
+        dest: String,
+        msgs: Vec<Outgoing>,
+        result: Result<usize, ObjectError>,
+    },
+    Webhook {
+        msg: Box<Outgoing>,
+        result: Result<(), String>,
+    },
+    Action {
+        id: String,
+        kind: String,
+        result: Result<Value, ActionError>,
+    },
+}
+
+impl Context {
+    pub fn new(state: ObjectState, registry: Arc<Registry>, env: Arc<WorkflowEnv>) -> Context {
+        Context {
+            inner: Arc::new(Inner {
+                state,
+                registry,
+                env,
+                epoch: Mutex::new(None),
+                pumping: AtomicBool::new(false),
+                work: Notify::new(),
+                waiters: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn state(&self) -> &ObjectState {
+        &self.inner.state
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.state.now_ms()
+    }
+
+    /// Runs `f` in the current turn's transaction after checking this activation is still
+    /// the object's newest (taking a new epoch on its first write).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection, i64) -> rusqlite::Result<T>,
+    ) -> Result<T, ObjectError> {
+        self.with_storage(|s, epoch| s.internal(|c| f(c, epoch)))
+    }
+
+    /// Like [`Context::write`], also handing over the storage for the alarm slot.
+    fn with_storage<T>(
+        &self,
+        f: impl FnOnce(&mut Storage, i64) -> Result<T, StorageError>,
+    ) -> Result<T, ObjectError> {
+        let mut mine = self.inner.epoch.lock();
+        let out = self.inner.state.storage().with(|s| {
+            let stored = s.internal(|c| {
+                store::ensure_schema(c)?;
+                store::current_epoch(c)
+            })?;
+            let epoch = match *mine {
+                Some(e) if stored > e => return Ok(Err(Fenced { stored, mine: e })),
+                Some(e) => e,
+                None => stored + 1,
+            };
+            if stored < epoch {
+                // First write of this activation (or its first write was rolled back).
+                s.internal(|c| store::set_epoch(c, epoch))?;
+            }
+            *mine = Some(epoch);
+            f(s, epoch).map(Ok)
+        })?;
+        out.map_err(|f| fenced_error(&f))
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ObjectError> {
+        Ok(self.inner.state.storage().with(|s| {
+            s.internal_read(|c| {
+                store::ensure_schema(c)?;
+                f(c)
+            })
+        })?)
+    }
+
+    /// Makes sure the pump runs soon: the alarm (durable) and a nudge (if it is running).
+    fn wake_at(s: &mut Storage, at: i64) -> Result<(), StorageError> {
+        if s.get_alarm()?.is_none_or(|cur| cur > at) {
+            s.set_alarm(at)?;
+        }
+        Ok(())
+    }
+
+    // ---- $.send and the event log ----
+
+    /// `$.send`: appends an event to this object's log in the current turn's transaction.
+    /// Handlers and subscriptions get it after the turn commits, at least once; receivers
+    /// deduplicate, so it takes effect once.
+    pub fn send(
+        &self,
+        event_type: &str,
+        subject: Option<&str>,
+        data: Value,
+    ) -> Result<Event, ObjectError> {
+        check_event_type(event_type).map_err(ObjectError::bad_request)?;
+        if let Some(s) = subject
+            && (s.is_empty() || s.len() > 1024)
+        {
+            return Err(ObjectError::bad_request("subject must be 1 to 1024 bytes"));
+        }
+        let now = self.now();
+        let ev = NewEvent {
+            id: new_id("evt"),
+            kind: event_type.to_string(),
+            subject: subject.map(str::to_string),
+            data,
+            ts: now,
+            source: None,
+            hops: 0,
+        };
+        let event = self.with_storage(|s, epoch| {
+            let e = s.internal(|c| store::append_event(c, &ev, epoch))?;
+            Self::wake_at(s, now)?;
+            Ok(e)
+        })?;
+        self.inner.work.notify_one();
+        Ok(event)
+    }
+
+    /// Events of this object's log after `after`, oldest first, optionally only the types
+    /// matching `pattern`. The flag says whether more follow.
+    pub fn events(
+        &self,
+        after: i64,
+        pattern: Option<&Pattern>,
+        limit: usize,
+    ) -> Result<(Vec<Event>, bool), ObjectError> {
+        self.read(|c| {
+            store::list_events(c, after, limit, &|t| pattern.is_none_or(|p| p.matches(t)))
+        })
+    }
+
+    // ---- subscriptions ----
+
+    /// Delivers the events matching `on` to a webhook or another object, from now on.
+    pub fn subscribe(
+        &self,
+        on: &str,
+        deliver: DeliveryTarget,
+        retry: Option<RetryPolicy>,
+    ) -> Result<Subscription, ObjectError> {
+        Pattern::parse(on).map_err(ObjectError::bad_request)?;
+        match &deliver {
+            DeliveryTarget::Webhook(w) => check_url(&w.url).map_err(ObjectError::bad_request)?,
+            DeliveryTarget::Object(name) => {
+                if !dotdo_runtime::valid_name(name) {
+                    return Err(ObjectError::bad_request(
+                        "deliver.object must be an object name of 1 to 1024 bytes",
+                    ));
+                }
+                if Some(name.as_str()) == self.inner.state.name() {
+                    return Err(ObjectError::bad_request(
+                        "an object cannot subscribe itself to its own events",
+                    ));
+                }
+            }
+        }
+        let retry = retry.unwrap_or_else(RetryPolicy::delivery);
+        retry.check().map_err(ObjectError::bad_request)?;
+        let sub = Subscription {
+            id: new_id("sub"),
+            on: on.to_string(),
+            deliver,
+            retry,
+            created_at: self.now(),
+        };
+        self.write(|c, _| store::add_subscription(c, &sub))?;
+        Ok(sub)
+    }
+
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>, ObjectError> {
+        self.read(store::subscriptions)
+    }
+
+    /// Removes a subscription; messages already in the outbox are still delivered.
+    pub fn unsubscribe(&self, id: &str) -> Result<bool, ObjectError> {
+        self.write(|c, _| store::delete_subscription(c, id))
+    }
+
+    // ---- $.do, $.try and the action log ----
+
+    /// Records an action and returns at once; the pump runs it. If an action with the same
+    /// key exists, that one is returned unchanged (flag false).
+    pub fn enqueue(&self, action: NewAction) -> Result<(Action, bool), ObjectError> {
+        action.retry.check().map_err(ObjectError::bad_request)?;
+        if action.key.is_empty() || action.key.len() > 512 {
+            return Err(ObjectError::bad_request("an action key is 1 to 512 bytes"));
+        }
+        let now = self.now();
+        let out = self.with_storage(|s, epoch| {
+            let out =
+                s.internal(|c| store::enqueue_action(c, &action, &new_id("act"), now, epoch))?;
+            if out.1 {
+                Self::wake_at(s, now)?;
+            }
+            Ok(out)
+        })?;
+        self.inner.work.notify_one();
+        Ok(out)
+    }
+
+    /// `$.do`: runs the action registered as `name` durably and returns its result. It is
+    /// recorded with an idempotency key (given, or derived from name and input); once it
+    /// completed, calling again with the key returns the stored result without running it.
+    /// Failed attempts are retried per policy, driven by the object's alarm, so they go on
+    /// after eviction or a restart even if this caller is gone.
+    pub async fn do_(
+        &self,
+        name: &str,
+        input: Value,
+        opts: DoOptions,
+    ) -> Result<Value, ActionError> {
+        let key = opts.key.unwrap_or_else(|| derive_key(name, &input));
+        let (action, _) = self.enqueue(NewAction {
+            key,
+            name: name.to_string(),
+            kind: kind::FUNCTION.to_string(),
+            input,
+            retry: opts.retry.unwrap_or_default(),
+        })?;
+        match action.status {
+            ActionStatus::Completed => return Ok(action.result.unwrap_or(Value::Null)),
+            ActionStatus::Failed => {
+                return Err(ActionError::fatal(action.error.unwrap_or_default()));
+            }
+            _ => {}
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .waiters
+            .lock()
+            .entry(action.id)
+            .or_default()
+            .push(tx);
+        rx.await.unwrap_or_else(|_| {
+            Err(ActionError::retry(
+                "the object stopped before the action finished",
+            ))
+        })
+    }
+
+    /// `$.try`: one attempt of the action registered as `name`, not recorded.
+    pub async fn try_(&self, name: &str, input: Value) -> Result<Value, ActionError> {
+        let f = self
+            .inner
+            .registry
+            .actions
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ActionError::fatal(format!("no action named `{name}` is registered")))?;
+        self.with_timeout(self.inner.env.action_timeout, f(self.clone(), input))
+            .await
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        limit: Duration,
+        fut: BoxFuture<'static, Result<T, ActionError>>,
+    ) -> Result<T, ActionError> {
+        let ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        let deadline = self
+            .inner
+            .state
+            .clock()
+            .sleep_until(self.now().saturating_add(ms));
+        tokio::select! {
+            r = fut => r,
+            () = deadline => Err(ActionError::retry(format!("timed out after {} ms", limit.as_millis()))),
+        }
+    }
+
+    pub fn action(&self, id: &str) -> Result<Option<Action>, ObjectError> {
+        self.read(|c| store::action_by_id(c, id))
+    }
+
+    pub fn action_by_key(&self, key: &str) -> Result<Option<Action>, ObjectError> {
+        self.read(|c| store::action_by_key(c, key))
+    }
+
+    pub fn actions(
+        &self,
+        status: Option<ActionStatus>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Action>, ObjectError> {
+        self.read(|c| store::list_actions(c, status, after, limit))
+    }
+
+    // ---- dead-letter queue ----
+
+    pub fn dlq(&self, after: i64, limit: usize) -> Result<Vec<DlqEntry>, ObjectError> {
+        self.read(|c| store::dlq_list(c, after, limit))
+    }
+
+    /// Puts a dead entry back to work with fresh attempts and removes it from the DLQ.
+    pub fn dlq_replay(&self, id: &str) -> Result<DlqEntry, ObjectError> {
+        let now = self.now();
+        let entry = self.with_storage(|s, epoch| {
+            let found = s.internal(|c| {
+                let Some(entry) = store::dlq_get(c, id)? else {
+                    return Ok(None);
+                };
+                if entry.kind == "delivery" {
+                    let p = &entry.payload;
+                    let target: DeliveryTarget = serde_json::from_value(p["target"].clone())
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                    let event: Event = serde_json::from_value(p["event"].clone())
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                    let retry: RetryPolicy = serde_json::from_value(p["retry"].clone())
+                        .unwrap_or_else(|_| RetryPolicy::delivery());
+                    let sub = p["subscription"].as_str().unwrap_or_default();
+                    store::enqueue_delivery(c, &target, sub, &event, &retry, now, epoch)?;
+                } else {
+                    store::reset_action(c, &entry.reference, now)?;
+                }
+                store::dlq_delete(c, id)?;
+                Ok(Some(entry))
+            })?;
+            if found.is_some() {
+                Self::wake_at(s, now)?;
+            }
+            Ok(found)
+        })?;
+        self.inner.work.notify_one();
+        entry.ok_or_else(|| ObjectError::not_found(format!("no DLQ entry `{id}`")))
+    }
+
+    /// Drops a dead entry for good.
+    pub fn dlq_delete(&self, id: &str) -> Result<bool, ObjectError> {
+        self.write(|c, _| store::dlq_delete(c, id))
+    }
+
+    /// Counts for status pages: events, outbox, DLQ, subscriptions.
+    pub fn counts(&self) -> Result<Value, ObjectError> {
+        self.read(|c| {
+            Ok(json!({
+                "events": store::event_count(c)?,
+                "outbox": store::outbox_len(c)?,
+                "dlq": store::dlq_count(c)?,
+                "subscriptions": store::subscription_count(c)?,
+            }))
+        })
+    }
+
+    // ---- the pump ----
+
+    /// Moves the object's durable work along; call it from the class's `alarm`. Returns
+    /// once nothing is due now, with the alarm set for whatever is due later.
+    pub async fn on_alarm(&self) -> Result<(), ObjectError> {
+        if self.inner.pumping.swap(true, Ordering::AcqRel) {
+            // A pump is running in this activation: it will see the work.
+            self.inner.work.notify_one();
+            return Ok(());
+        }
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _done = Done(&self.inner.pumping);
+        self.pump().await
+    }
+
+    async fn pump(&self) -> Result<(), ObjectError> {
+        let mut running: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
+        let mut busy = Busy::default();
+        loop {
+            let now = self.now();
+            let capacity = self.inner.env.max_in_flight.saturating_sub(running.len());
+            let (claimed, more, next) = self.write(|c, epoch| {
+                let dispatched = self.dispatch(c, epoch, now)?;
+                let claimed = self.claim(c, epoch, now, capacity, &mut busy)?;
+                Ok((claimed, dispatched == DISPATCH_BATCH, store::next_due(c)?))
+            })?;
+            if claimed.iter().any(|w| w.leaves_by_http()) {
+                // Output gate: what preceded a webhook is durable before it leaves.
+                self.inner.state.flush().await?;
+            }
+            for work in claimed {
+                running.push(self.start(work));
+            }
+            if running.is_empty() {
+                if more {
+                    continue;
+                }
+                break;
+            }
+            let sleep = self
+                .inner
+                .state
+                .clock()
+                .sleep_until(next.unwrap_or(i64::MAX).max(now + 1));
+            tokio::select! {
+                Some(outcome) = running.next() => self.record(outcome, &mut busy)?,
+                () = self.inner.work.notified() => {}
+                () = sleep => {}
+            }
+        }
+        // Hand what is due later to the alarm.
+        let now = self.now();
+        self.with_storage(|s, _| {
+            let next = s.internal(|c| {
+                Ok(if store::has_undispatched(c)? {
+                    Some(now)
+                } else {
+                    store::next_due(c)?
+                })
+            })?;
+            match next {
+                // Never the time of the alarm being handled, which the host clears after.
+                Some(at) => s.set_alarm(at.max(now + 1)),
+                None => s.delete_alarm(),
+            }
+        })
+    }
+
+    /// Hands new events to matching handlers (as actions) and subscriptions (as outbox
+    /// rows), in the same transaction that moves the dispatch cursor. Returns how many.
+    fn dispatch(&self, c: &Connection, epoch: i64, now: i64) -> rusqlite::Result<usize> {
+        let events = store::undispatched(c, DISPATCH_BATCH)?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(0);
+        };
+        let subs = store::subscriptions(c)?;
+        let patterns: Vec<Option<Pattern>> =
+            subs.iter().map(|s| Pattern::parse(&s.on).ok()).collect();
+        for ev in &events {
+            for (sub, pattern) in subs.iter().zip(&patterns) {
+                if !pattern.as_ref().is_some_and(|p| p.matches(&ev.kind)) {
+                    continue;
+                }
+                if matches!(sub.deliver, DeliveryTarget::Object(_)) && ev.hops >= MAX_HOPS {
+                    tracing::warn!(event = %ev.id, subscription = %sub.id,
+                        "event passed {MAX_HOPS} objects; not delivered further");
+                    continue;
+                }
+                store::enqueue_delivery(c, &sub.deliver, &sub.id, ev, &sub.retry, now, epoch)?;
+            }
+            for h in &self.inner.registry.handlers {
+                if h.pattern.matches(&ev.kind) {
+                    let action = NewAction {
+                        key: format!("on:{}:{}:{}", h.name, ev.id, ev.seq),
+                        name: h.name.clone(),
+                        kind: kind::HANDLER.to_string(),
+                        input: serde_json::to_value(ev).unwrap_or(Value::Null),
+                        retry: h.retry,
+                    };
+                    store::enqueue_action(c, &action, &new_id("act"), now, epoch)?;
+                }
+            }
+        }
+        store::mark_dispatched(c, last)?;
+        Ok(events.len())
+    }
+
+    /// Picks the work that is due and claims it for this activation.
+    fn claim(
+        &self,
+        c: &Connection,
+        epoch: i64,
+        now: i64,
+        capacity: usize,
+        busy: &mut Busy,
+    ) -> rusqlite::Result<Vec<Work>> {
+        let mut out = Vec::new();
+        if capacity == 0 {
+            return Ok(out);
+        }
+        let due = |m: &Outgoing| m.next_at <= now || m.claimed_by.is_some_and(|e| e < epoch);
+        let head = store::outbox_head(c, 2000)?;
+        let mut by_dest: Vec<(String, Vec<Outgoing>)> = Vec::new();
+        let mut seen_dest: HashSet<String> = HashSet::new();
+        let mut blocked: HashSet<String> = HashSet::new();
+        for m in head {
+            if out.len() >= capacity {
+                break;
+            }
+            if m.dest == "webhook" {
+                if !busy.webhooks.contains(&m.seq) && due(&m) {
+                    busy.webhooks.insert(m.seq);
+                    out.push(Work::Webhook(m));
+                }
+                continue;
+            }
+            // Deliveries to one object keep their order: only a due head goes, with the
+            // rows behind it.
+            if busy.dests.contains(&m.dest) {
+                continue;
+            }
+            if seen_dest.insert(m.dest.clone()) {
+                if !due(&m) {
+                    blocked.insert(m.dest.clone());
+                    continue;
+                }
+                by_dest.push((m.dest.clone(), vec![m]));
+            } else if !blocked.contains(&m.dest)
+                && let Some((_, batch)) = by_dest.iter_mut().find(|(d, _)| *d == m.dest)
+                && batch.len() < DELIVERY_BATCH
+            {
+                batch.push(m);
+            }
+        }
+        for (dest, batch) in by_dest {
+            if out.len() >= capacity {
+                break;
+            }
+            busy.dests.insert(dest.clone());
+            out.push(Work::ObjectBatch(dest, batch));
+        }
+        let lease = |timeout: Duration| {
+            now + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4) + LEASE_GRACE_MS
+        };
+        for w in &out {
+            match w {
+                Work::Webhook(m) => {
+                    store::claim_delivery(c, m.seq, lease(self.inner.env.webhook_timeout), epoch)?;
+                }
+                Work::ObjectBatch(_, batch) => {
+                    for m in batch {
+                        store::claim_delivery(
+                            c,
+                            m.seq,
+                            lease(self.inner.env.action_timeout),
+                            epoch,
+                        )?;
+                    }
+                }
+                Work::Action(_) => {}
+            }
+        }
+        let room = capacity.saturating_sub(out.len());
+        if room > 0 {
+            for a in store::due_actions(c, now, epoch, room + busy.actions.len())? {
+                if out.len() >= capacity {
+                    break;
+                }
+                if busy.actions.contains(&a.id) {
+                    continue;
+                }
+                let timeout = if a.kind == kind::WEBHOOK {
+                    self.inner.env.webhook_timeout
+                } else {
+                    self.inner.env.action_timeout
+                };
+                store::claim_action(c, &a.id, now, lease(timeout), epoch)?;
+                busy.actions.insert(a.id.clone());
+                out.push(Work::Action(a));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts one piece of claimed work.
+    fn start(&self, work: Work) -> BoxFuture<'static, Outcome> {
+        let cx = self.clone();
+        match work {
+            Work::ObjectBatch(dest, msgs) => Box::pin(async move {
+                let result = cx.deliver_to_object(&dest, &msgs).await;
+                Outcome::ObjectBatch { dest, msgs, result }
+            }),
+            Work::Webhook(msg) => Box::pin(async move {
+                let result = cx.deliver_webhook(&msg).await;
+                Outcome::Webhook {
+                    msg: Box::new(msg),
+                    result,
+                }
+            }),
+            Work::Action(a) => Box::pin(async move {
+                let id = a.id.clone();
+                let kind = a.kind.clone();
+                let result = cx.attempt(a).await;
+                Outcome::Action { id, kind, result }
+            }),
+        }
+    }
+
+    async fn deliver_to_object(&self, dest: &str, msgs: &[Outgoing]) -> Result<usize, ObjectError> {
+        let name = dest.strip_prefix("object:").unwrap_or(dest);
+        let state = &self.inner.state;
+        let sender = format!("{}/{}", state.namespace(), state.id());
+        let source = state
+            .name()
+            .map(str::to_string)
+            .unwrap_or_else(|| state.id().to_string());
+        let batch: Vec<(i64, NewEvent)> = msgs
+            .iter()
+            .map(|m| {
+                (
+                    m.seq,
+                    NewEvent {
+                        id: m.event.id.clone(),
+                        kind: m.event.kind.clone(),
+                        subject: m.event.subject.clone(),
+                        data: m.event.data.clone(),
+                        ts: m.event.ts,
+                        source: Some(source.clone()),
+                        hops: m.event.hops + 1,
+                    },
+                )
+            })
+            .collect();
+        let now = self.now();
+        state
+            .stub(state.namespace(), name)
+            .storage(move |s| receive_into(s, &sender, &batch, now))
+            .await
+    }
+
+    async fn deliver_webhook(&self, msg: &Outgoing) -> Result<(), String> {
+        let DeliveryTarget::Webhook(hook) = &msg.target else {
+            return Err("not a webhook".into());
+        };
+        let mut headers: Vec<(String, String)> = hook.headers.clone().into_iter().collect();
+        headers.push(("content-type".into(), "application/json".into()));
+        headers.push((
+            "idempotency-key".into(),
+            format!("{}:{}", msg.event.id, msg.subscription),
+        ));
+        headers.push(("x-dotdo-event-type".into(), msg.event.kind.clone()));
+        let body = serde_json::to_vec(&msg.event).unwrap_or_default();
+        let call = HttpCall {
+            method: http::Method::POST,
+            url: hook.url.clone(),
+            headers,
+            body,
+            timeout: self.inner.env.webhook_timeout,
+        };
+        let reply = self.inner.env.outbound.send(call).await?;
+        if reply.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}: {}", reply.status, snippet(&reply.body)))
+        }
+    }
+
+    /// One attempt of an action.
+    async fn attempt(&self, a: Action) -> Result<Value, ActionError> {
+        match a.kind.as_str() {
+            kind::WEBHOOK => self.webhook_action(&a).await,
+            kind::FUNCTION | kind::HANDLER => {
+                let cx = self.clone();
+                // A turn of its own: its writes and its completion commit together, or
+                // roll back together when it fails.
+                let outcome = self
+                    .inner
+                    .state
+                    .run_turn(move |_| Box::pin(async move { Ok(cx.run_in_turn(a).await) }))
+                    .await;
+                match outcome {
+                    Ok(r) => r,
+                    Err(e) => Err(ActionError::from(e)),
+                }
+            }
+            other => Err(ActionError::fatal(format!("unknown action kind `{other}`"))),
+        }
+    }
+
+    async fn run_in_turn(&self, a: Action) -> Result<Value, ActionError> {
+        let reg = &self.inner.registry;
+        let fut: BoxFuture<'static, Result<Value, ActionError>> = if a.kind == kind::HANDLER {
+            let h = reg
+                .handlers
+                .iter()
+                .find(|h| h.name == a.name)
+                .ok_or_else(|| {
+                    ActionError::fatal(format!("no event handler named `{}`", a.name))
+                })?;
+            let ev: Event = serde_json::from_value(a.input.clone())
+                .map_err(|e| ActionError::fatal(format!("stored event is unreadable: {e}")))?;
+            let f = h.run.clone();
+            let cx = self.clone();
+            Box::pin(async move { f(cx, ev).await.map(|()| Value::Null) })
+        } else {
+            let f = reg.actions.get(&a.name).cloned().ok_or_else(|| {
+                ActionError::fatal(format!("no action named `{}` is registered", a.name))
+            })?;
+            f(self.clone(), a.input.clone())
+        };
+        let value = self
+            .with_timeout(self.inner.env.action_timeout, fut)
+            .await?;
+        let now = self.now();
+        // Completion commits with the action's last writes.
+        let done = self.write(|c, _| store::complete_action(c, &a.id, &value, now))?;
+        if !done {
+            tracing::warn!(action = %a.id, "action finished but was no longer running; result dropped");
+        }
+        Ok(value)
+    }
+
+    async fn webhook_action(&self, a: &Action) -> Result<Value, ActionError> {
+        let spec: WebhookAction = serde_json::from_value(a.input.clone())
+            .map_err(|e| ActionError::fatal(format!("stored webhook is unreadable: {e}")))?;
+        let method = http::Method::from_bytes(spec.method.as_deref().unwrap_or("POST").as_bytes())
+            .map_err(|_| ActionError::fatal("invalid HTTP method"))?;
+        let mut headers: Vec<(String, String)> = spec.headers.into_iter().collect();
+        headers.push(("idempotency-key".into(), a.key.clone()));
+        let body = match spec.body {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.into_bytes(),
+            Some(v) => {
+                headers.push(("content-type".into(), "application/json".into()));
+                serde_json::to_vec(&v).unwrap_or_default()
+            }
+        };
+        let call = HttpCall {
+            method,
+            url: spec.url,
+            headers,
+            body,
+            timeout: self.inner.env.webhook_timeout,
+        };
+        let reply = self
+            .inner
+            .env
+            .outbound
+            .send(call)
+            .await
+            .map_err(ActionError::retry)?;
+        if !reply.is_success() {
+            return Err(ActionError::retry(format!(
+                "HTTP {}: {}",
+                reply.status,
+                snippet(&reply.body)
+            )));
+        }
+        let body = serde_json::from_slice::<Value>(&reply.body)
+            .unwrap_or_else(|_| Value::String(snippet(&reply.body)));
+        Ok(json!({ "status": reply.status, "body": body }))
+    }
+
+    /// Records a finished piece of work in its own small transaction.
+    fn record(&self, outcome: Outcome, busy: &mut Busy) -> Result<(), ObjectError> {
+        let now = self.now();
+        let jitter: f64 = rand::random();
+        match outcome {
+            Outcome::ObjectBatch { dest, msgs, result } => {
+                busy.dests.remove(&dest);
+                self.write(|c, _| {
+                    for m in &msgs {
+                        match &result {
+                            Ok(_) => store::delivered(c, m.seq)?,
+                            Err(e) => {
+                                store::delivery_failed(c, m, &e.message, now, jitter)?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+                if let Err(e) = result {
+                    tracing::warn!(dest, error = %e, "delivery to an object failed");
+                }
+            }
+            Outcome::Webhook { msg, result } => {
+                busy.webhooks.remove(&msg.seq);
+                self.write(|c, _| match &result {
+                    Ok(()) => store::delivered(c, msg.seq),
+                    Err(e) => store::delivery_failed(c, &msg, e, now, jitter).map(|_| ()),
+                })?;
+            }
+            Outcome::Action { id, kind, result } => {
+                busy.actions.remove(&id);
+                match result {
+                    Ok(value) => {
+                        if kind == kind::WEBHOOK {
+                            self.write(|c, _| store::complete_action(c, &id, &value, now))?;
+                        }
+                        self.finish(&id, Ok(value));
+                    }
+                    Err(e) => {
+                        let after = self.write(|c, _| {
+                            store::action_failed(c, &id, &e.message, e.retryable, now, jitter)
+                        })?;
+                        tracing::debug!(action = %id, error = %e, ?after, "action attempt failed");
+                        if after == AfterFailure::Dead {
+                            tracing::warn!(action = %id, error = %e, "action failed for good; moved to the DLQ");
+                            self.finish(&id, Err(ActionError::fatal(e.message)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self, id: &str, result: Result<Value, ActionError>) {
+        let waiters = self.inner.waiters.lock().remove(id).unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// Takes a batch of events from another object into this one's log, in the receiving
+/// object's turn, and wakes its pump so its handlers and subscriptions see them.
+fn receive_into(
+    s: &mut Storage,
+    sender: &str,
+    batch: &[(i64, NewEvent)],
+    now: i64,
+) -> Result<usize, StorageError> {
+    let taken = s.internal(|c| {
+        store::ensure_schema(c)?;
+        let epoch = store::current_epoch(c)?;
+        store::receive(c, sender, batch, epoch)
+    })?;
+    if taken > 0 {
+        Context::wake_at(s, now)?;
+    }
+    Ok(taken)
+}
+
+/// The idempotency key of a `$.do` without one: the action's name and a hash of its input.
+pub fn derive_key(name: &str, input: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(input.to_string().as_bytes());
+    format!("{name}:{}", hex::encode(&digest[..16]))
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(512).collect();
+    if text.chars().count() > 512 {
+        s.push('…');
+    }
+    s
+}
+
+/// The input of a webhook action (the built-in class's `POST /_actions`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookAction {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl WebhookAction {
+    pub fn check(&self) -> Result<(), String> {
+        check_url(&self.url)?;
+        if let Some(m) = &self.method {
+            match m.to_ascii_uppercase().as_str() {
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {}
+                _ => {
+                    return Err(format!(
+                        "webhook.method `{m}` is not GET, POST, PUT, PATCH or DELETE"
+                    ));
+                }
+            }
+        }
+        for (k, v) in &self.headers {
+            http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("webhook header name `{k}` is invalid"))?;
+            http::HeaderValue::from_str(v)
+                .map_err(|_| format!("webhook header `{k}` has an invalid value"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Work claimed by the pump.
+enum Work {
+    ObjectBatch(String, Vec<Outgoing>),
+    Webhook(Outgoing),
+    Action(Action),
+}
+
+impl Work {
+    fn leaves_by_http(&self) -> bool {
+        match self {
+            Work::Webhook(_) => true,
+            Work::Action(a) => a.kind == kind::WEBHOOK,
+            Work::ObjectBatch(..) => false,
+        }
+    }
+}
+
+/// What the running pump has in flight, so it is not claimed twice.
+#[derive(Default)]
+struct Busy {
+    dests: HashSet<String>,
+    webhooks: HashSet<i64>,
+    actions: HashSet<String>,
+}
+
+#[allow(dead_code)]
+fn _assert_send(cx: Context) -> impl Send {
+    async move { cx.on_alarm().await }
+}
