@@ -167,17 +167,36 @@ async fn index(State(app): State<AppState>, headers: axum::http::HeaderMap) -> R
     .into_response()
 }
 
-/// `GET /{object}`: the object's root.
-async fn object_root(headers: axum::http::HeaderMap, target: Target) -> Response {
+/// `GET /{object}`: the object's root, with its stores and their counts.
+async fn object_root(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let counts = app
+        .host
+        .call(
+            &target.ns,
+            &target.name,
+            "workflow.counts",
+            serde_json::Value::Null,
+        )
+        .await?;
     let origin = origin(&headers);
     let enc =
         percent_encoding::utf8_percent_encode(&target.name, percent_encoding::NON_ALPHANUMERIC);
     let id = format!("{origin}/{enc}");
-    Json(json!({
+    let store =
+        |path: &str, key: &str| json!({ "$id": format!("{id}/{path}"), "count": counts[key] });
+    Ok(Json(json!({
         "$context": origin,
         "$type": "DO",
         "$id": id,
         "name": target.name,
+        "events": store("_events", "events"),
+        "subscriptions": store("_subscriptions", "subscriptions"),
+        "dlq": store("_dlq", "dlq"),
+        "outbox": { "count": counts["outbox"] },
         "links": {
             "health": format!("{id}/health"),
             "storage": format!("{id}/_storage/kv"),
@@ -188,7 +207,7 @@ async fn object_root(headers: axum::http::HeaderMap, target: Target) -> Response
             "dlq": format!("{id}/_dlq"),
         },
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `GET /{object}/health`: activates the object and reports it.

@@ -883,8 +883,12 @@ impl Context {
                 snippet(&reply.body)
             )));
         }
-        let body = serde_json::from_slice::<Value>(&reply.body)
-            .unwrap_or_else(|_| Value::String(snippet(&reply.body)));
+        let body = if reply.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice::<Value>(&reply.body)
+                .unwrap_or_else(|_| Value::String(snippet(&reply.body)))
+        };
         Ok(json!({ "status": reply.status, "body": body }))
     }
 
