@@ -9,6 +9,7 @@
 mod http_load;
 mod runtime;
 mod stats;
+mod workflow;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -52,6 +53,25 @@ async fn main() -> anyhow::Result<()> {
         use dotdo_runtime::Durability::*;
         for d in [Normal, Fsync, FsyncEach] {
             println!("{}", runtime::increments(d, 20_000, 64).await?);
+        }
+    }
+    {
+        use dotdo_runtime::Durability::*;
+        for d in [Normal, Fsync] {
+            if wants("do_noop_one_object") {
+                println!("{}", workflow::do_noop(d, 1, 20_000, 64).await?);
+            }
+            if wants("do_noop_100_objects") {
+                println!("{}", workflow::do_noop(d, 100, 20_000, 64).await?);
+            }
+            if wants("events_delivered_object_to_object") {
+                println!("{}", workflow::events_delivery_only(d, 20_000, 64).await?);
+            }
+            if wants("events_handled_object_to_object") || wants("events_emit_one_object") {
+                for line in workflow::events_to_object(d, 20_000, 64).await? {
+                    println!("{line}");
+                }
+            }
         }
     }
     for durability in &args.durability {

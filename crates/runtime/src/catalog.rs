@@ -123,10 +123,10 @@ impl Catalog {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, class, created_at, alarm_at FROM objects \
-             WHERE ns = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3",
+             WHERE ns = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id",
         )?;
         let after = after.map(|a| a.as_bytes().to_vec());
-        let rows = stmt.query_map(params![ns, after, limit as i64], |r| {
+        let rows = stmt.query_map(params![ns, after], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, Option<String>>(1)?,
@@ -136,7 +136,7 @@ impl Catalog {
             ))
         })?;
         let mut out = Vec::new();
-        for row in rows {
+        for row in rows.take(limit) {
             let (id, name, class, created_at, alarm_at) = row?;
             if let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) {
                 out.push(CatalogEntry {

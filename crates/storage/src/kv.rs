@@ -190,21 +190,23 @@ impl Storage {
                 upper = Some(pe);
             }
         }
-        let limit = opts
-            .limit
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        // No bound LIMIT: SQLite re-prepares a statement whose LIMIT is a parameter on every
+        // run; the loop below stops reading instead.
+        let limit = opts.limit.unwrap_or(usize::MAX);
         let sql = if opts.reverse {
             "SELECT key, value FROM _do_kv WHERE (?1 IS NULL OR key >= ?1) AND (?2 IS NULL OR key < ?2) \
-             ORDER BY key DESC LIMIT ?3"
+             ORDER BY key DESC"
         } else {
             "SELECT key, value FROM _do_kv WHERE (?1 IS NULL OR key >= ?1) AND (?2 IS NULL OR key < ?2) \
-             ORDER BY key ASC LIMIT ?3"
+             ORDER BY key ASC"
         };
         self.begin()?;
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(params![lower, upper, limit])?;
+        let mut rows = stmt.query(params![lower, upper])?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
+        while out.len() < limit
+            && let Some(row) = rows.next()?
+        {
             let key = key_of(row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?)?;
             out.push((key, decode(row.get_ref(1)?)?));
         }

@@ -24,9 +24,9 @@ use crate::store::{self, AfterFailure, Outgoing};
 use dotdo_runtime::storage_api::rusqlite::{self, Connection};
 use dotdo_runtime::storage_api::{Storage, StorageError};
 use dotdo_runtime::{ErrorKind, ObjectError, ObjectState};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -550,7 +550,14 @@ impl Context {
                 .clock()
                 .sleep_until(next.unwrap_or(i64::MAX).max(now + 1));
             tokio::select! {
-                Some(outcome) = running.next() => self.record(outcome, &mut busy)?,
+                Some(first) = running.next() => {
+                    // Record everything finished by now in one transaction.
+                    let mut done = vec![first];
+                    while let Some(Some(o)) = running.next().now_or_never() {
+                        done.push(o);
+                    }
+                    self.record(done, &mut busy)?;
+                }
                 () = self.inner.work.notified() => {}
                 () = sleep => {}
             }
@@ -892,56 +899,70 @@ impl Context {
         Ok(json!({ "status": reply.status, "body": body }))
     }
 
-    /// Records a finished piece of work in its own small transaction.
-    fn record(&self, outcome: Outcome, busy: &mut Busy) -> Result<(), ObjectError> {
+    /// Records finished work, all of it in one transaction, then answers `do_` callers.
+    fn record(&self, outcomes: Vec<Outcome>, busy: &mut Busy) -> Result<(), ObjectError> {
         let now = self.now();
-        let jitter: f64 = rand::random();
-        match outcome {
-            Outcome::ObjectBatch { dest, msgs, result } => {
-                busy.dests.remove(&dest);
-                self.write(|c, _| {
-                    for m in &msgs {
-                        match &result {
-                            Ok(_) => store::delivered(c, m.seq)?,
-                            Err(e) => {
-                                store::delivery_failed(c, m, &e.message, now, jitter)?;
+        let mut finished: Vec<(String, Result<Value, ActionError>)> = Vec::new();
+        self.write(|c, _| {
+            for outcome in &outcomes {
+                let jitter: f64 = rand::random();
+                match outcome {
+                    Outcome::ObjectBatch { msgs, result, .. } => {
+                        for m in msgs {
+                            match result {
+                                Ok(_) => store::delivered(c, m.seq)?,
+                                Err(e) => {
+                                    store::delivery_failed(c, m, &e.message, now, jitter)?;
+                                }
                             }
                         }
                     }
-                    Ok(())
-                })?;
-                if let Err(e) = result {
-                    tracing::warn!(dest, error = %e, "delivery to an object failed");
+                    Outcome::Webhook { msg, result } => match result {
+                        Ok(()) => store::delivered(c, msg.seq)?,
+                        Err(e) => {
+                            store::delivery_failed(c, msg, e, now, jitter)?;
+                        }
+                    },
+                    Outcome::Action { id, kind, result } => match result {
+                        Ok(value) => {
+                            if kind == kind::WEBHOOK {
+                                store::complete_action(c, id, value, now)?;
+                            }
+                            finished.push((id.clone(), Ok(value.clone())));
+                        }
+                        Err(e) => {
+                            let after =
+                                store::action_failed(c, id, &e.message, e.retryable, now, jitter)?;
+                            tracing::debug!(action = %id, error = %e, ?after, "action attempt failed");
+                            if after == AfterFailure::Dead {
+                                tracing::warn!(action = %id, error = %e,
+                                    "action failed for good; moved to the DLQ");
+                                finished.push((id.clone(), Err(ActionError::fatal(e.message.clone()))));
+                            }
+                        }
+                    },
                 }
             }
-            Outcome::Webhook { msg, result } => {
-                busy.webhooks.remove(&msg.seq);
-                self.write(|c, _| match &result {
-                    Ok(()) => store::delivered(c, msg.seq),
-                    Err(e) => store::delivery_failed(c, &msg, e, now, jitter).map(|_| ()),
-                })?;
-            }
-            Outcome::Action { id, kind, result } => {
-                busy.actions.remove(&id);
-                match result {
-                    Ok(value) => {
-                        if kind == kind::WEBHOOK {
-                            self.write(|c, _| store::complete_action(c, &id, &value, now))?;
-                        }
-                        self.finish(&id, Ok(value));
-                    }
-                    Err(e) => {
-                        let after = self.write(|c, _| {
-                            store::action_failed(c, &id, &e.message, e.retryable, now, jitter)
-                        })?;
-                        tracing::debug!(action = %id, error = %e, ?after, "action attempt failed");
-                        if after == AfterFailure::Dead {
-                            tracing::warn!(action = %id, error = %e, "action failed for good; moved to the DLQ");
-                            self.finish(&id, Err(ActionError::fatal(e.message)));
-                        }
+            Ok(())
+        })?;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::ObjectBatch { dest, result, .. } => {
+                    busy.dests.remove(&dest);
+                    if let Err(e) = result {
+                        tracing::warn!(dest, error = %e, "delivery to an object failed");
                     }
                 }
+                Outcome::Webhook { msg, .. } => {
+                    busy.webhooks.remove(&msg.seq);
+                }
+                Outcome::Action { id, .. } => {
+                    busy.actions.remove(&id);
+                }
             }
+        }
+        for (id, result) in finished {
+            self.finish(&id, result);
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //!
 //! Plain synchronous functions on a connection, so they run inside whatever transaction the
 //! caller's turn has open (one transaction per durable fact) and tests call them directly.
-//! The tables are named `_do_*`, so user SQL cannot touch them.
+//! The tables are named `_do_*`, so user SQL cannot touch them. No statement binds its
+//! LIMIT: SQLite re-prepares such a statement on every run; readers stop early instead.
 
 use crate::model::{
     Action, ActionStatus, DeliveryTarget, DlqEntry, Event, NewAction, NewEvent, Subscription,
@@ -69,8 +70,7 @@ CREATE TABLE IF NOT EXISTS _do_actions (
   completed_at INTEGER,
   epoch INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS _do_actions_due ON _do_actions(next_at) WHERE next_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS _do_actions_status ON _do_actions(status, seq);
+CREATE INDEX IF NOT EXISTS _do_actions_due ON _do_actions(next_at);
 CREATE TABLE IF NOT EXISTS _do_dlq (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE,
@@ -192,14 +192,14 @@ pub fn list_events(
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<Event>, bool)> {
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {EVENT_COLS} FROM _do_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {EVENT_COLS} FROM _do_events WHERE seq > ?1 ORDER BY seq LIMIT 1000"
     ))?;
     let mut out = Vec::new();
     let mut cursor = after;
     // Filtering happens here (wildcards are not SQL), so read in chunks until the page fills.
     loop {
         let chunk: Vec<Event> = stmt
-            .query_map(params![cursor, 1000], event_row)?
+            .query_map(params![cursor], event_row)?
             .collect::<Result<_>>()?;
         let Some(last) = chunk.last() else {
             return Ok((out, false));
@@ -221,13 +221,14 @@ pub fn event_count(c: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
-/// Events not yet handed to handlers and subscriptions.
+/// Events not yet handed to handlers and subscriptions, at most `limit`.
 pub fn undispatched(c: &Connection, limit: usize) -> Result<Vec<Event>> {
     let from = wf_get(c, "dispatched")?;
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {EVENT_COLS} FROM _do_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {EVENT_COLS} FROM _do_events WHERE seq > ?1 ORDER BY seq"
     ))?;
-    stmt.query_map(params![from, limit as i64], event_row)?
+    stmt.query_map(params![from], event_row)?
+        .take(limit)
         .collect()
 }
 
@@ -377,9 +378,9 @@ pub fn enqueue_delivery(
 pub fn outbox_head(c: &Connection, limit: usize) -> Result<Vec<Outgoing>> {
     c.prepare_cached(
         "SELECT seq, dest, target, subscription, event, retry, attempts, next_at, claimed_by \
-         FROM _do_outbox ORDER BY seq LIMIT ?1",
+         FROM _do_outbox ORDER BY seq",
     )?
-    .query_map([limit as i64], |r| {
+    .query_map([], |r| {
         Ok(Outgoing {
             seq: r.get(0)?,
             dest: r.get(1)?,
@@ -393,6 +394,7 @@ pub fn outbox_head(c: &Connection, limit: usize) -> Result<Vec<Outgoing>> {
             claimed_by: r.get(8)?,
         })
     })?
+    .take(limit)
     .collect()
 }
 
@@ -541,9 +543,10 @@ pub fn due_actions(c: &Connection, now: i64, epoch: i64, limit: usize) -> Result
     c.prepare_cached(&format!(
         "SELECT {ACTION_COLS} FROM _do_actions WHERE next_at IS NOT NULL AND \
          (next_at <= ?1 OR (status = 'running' AND claimed_by < ?2)) \
-         ORDER BY next_at LIMIT ?3"
+         ORDER BY next_at"
     ))?
-    .query_map(params![now, epoch, limit as i64], action_row)?
+    .query_map(params![now, epoch], action_row)?
+    .take(limit)
     .collect()
 }
 
@@ -637,16 +640,17 @@ pub fn list_actions(
     match status {
         Some(st) => c
             .prepare_cached(&format!(
-                "SELECT {ACTION_COLS} FROM _do_actions WHERE status = ?1 AND seq > ?2 \
-                 ORDER BY seq LIMIT ?3"
+                "SELECT {ACTION_COLS} FROM _do_actions WHERE status = ?1 AND seq > ?2 ORDER BY seq"
             ))?
-            .query_map(params![st.as_str(), after, limit as i64], action_row)?
+            .query_map(params![st.as_str(), after], action_row)?
+            .take(limit)
             .collect(),
         None => c
             .prepare_cached(&format!(
-                "SELECT {ACTION_COLS} FROM _do_actions WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                "SELECT {ACTION_COLS} FROM _do_actions WHERE seq > ?1 ORDER BY seq"
             ))?
-            .query_map(params![after, limit as i64], action_row)?
+            .query_map(params![after], action_row)?
+            .take(limit)
             .collect(),
     }
 }
@@ -709,9 +713,10 @@ const DLQ_COLS: &str = "seq, id, kind, ref, payload, error, attempts, created_at
 
 pub fn dlq_list(c: &Connection, after: i64, limit: usize) -> Result<Vec<DlqEntry>> {
     c.prepare_cached(&format!(
-        "SELECT {DLQ_COLS} FROM _do_dlq WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {DLQ_COLS} FROM _do_dlq WHERE seq > ?1 ORDER BY seq"
     ))?
-    .query_map(params![after, limit as i64], dlq_row)?
+    .query_map(params![after], dlq_row)?
+    .take(limit)
     .collect()
 }
 
