@@ -94,6 +94,8 @@ struct Inner {
     /// This activation's epoch, once it has written.
     epoch: Mutex<Option<i64>>,
     pumping: AtomicBool,
+    /// Claims of earlier activations have been released.
+    recovered: AtomicBool,
     /// New work for a running pump.
     work: Notify,
     /// Callers of `do_` waiting for an action's final outcome.
@@ -170,6 +172,7 @@ impl Context {
                 env,
                 epoch: Mutex::new(None),
                 pumping: AtomicBool::new(false),
+                recovered: AtomicBool::new(false),
                 work: Notify::new(),
                 waiters: Mutex::new(HashMap::new()),
             }),
@@ -523,6 +526,13 @@ impl Context {
     async fn pump(&self) -> Result<(), ObjectError> {
         let mut running: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
         let mut busy = Busy::default();
+        if !self.inner.recovered.swap(true, Ordering::AcqRel) {
+            let now = self.now();
+            let released = self.write(|c, epoch| store::release_stale_claims(c, epoch, now))?;
+            if released > 0 {
+                tracing::info!(released, "took over work left by an earlier activation");
+            }
+        }
         loop {
             let now = self.now();
             let capacity = self.inner.env.max_in_flight.saturating_sub(running.len());
@@ -632,46 +642,26 @@ impl Context {
         if capacity == 0 {
             return Ok(out);
         }
-        let due = |m: &Outgoing| m.next_at <= now || m.claimed_by.is_some_and(|e| e < epoch);
-        let head = store::outbox_head(c, 2000)?;
-        let mut by_dest: Vec<(String, Vec<Outgoing>)> = Vec::new();
-        let mut seen_dest: HashSet<String> = HashSet::new();
-        let mut blocked: HashSet<String> = HashSet::new();
-        for m in head {
-            if out.len() >= capacity {
-                break;
-            }
-            if m.dest == "webhook" {
-                if !busy.webhooks.contains(&m.seq) && due(&m) {
-                    busy.webhooks.insert(m.seq);
-                    out.push(Work::Webhook(m));
-                }
-                continue;
-            }
-            // Deliveries to one object keep their order: only a due head goes, with the
-            // rows behind it.
-            if busy.dests.contains(&m.dest) {
-                continue;
-            }
-            if seen_dest.insert(m.dest.clone()) {
-                if !due(&m) {
-                    blocked.insert(m.dest.clone());
-                    continue;
-                }
-                by_dest.push((m.dest.clone(), vec![m]));
-            } else if !blocked.contains(&m.dest)
-                && let Some((_, batch)) = by_dest.iter_mut().find(|(d, _)| *d == m.dest)
-                && batch.len() < DELIVERY_BATCH
-            {
-                batch.push(m);
+        // Webhooks: any due message, in any order.
+        for m in store::due_webhooks(c, now, capacity)? {
+            if !busy.webhooks.contains(&m.seq) {
+                busy.webhooks.insert(m.seq);
+                out.push(Work::Webhook(m));
             }
         }
-        for (dest, batch) in by_dest {
+        // Objects: one batch per destination at a time, in order, when its head is due.
+        for dest in store::object_dests(c)? {
             if out.len() >= capacity {
                 break;
             }
-            busy.dests.insert(dest.clone());
-            out.push(Work::ObjectBatch(dest, batch));
+            if busy.dests.contains(&dest) {
+                continue;
+            }
+            let batch = store::outbox_queue(c, &dest, DELIVERY_BATCH)?;
+            if batch.first().is_some_and(|head| head.next_at <= now) {
+                busy.dests.insert(dest.clone());
+                out.push(Work::ObjectBatch(dest, batch));
+            }
         }
         let lease = |timeout: Duration| {
             now + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4) + LEASE_GRACE_MS
@@ -696,7 +686,7 @@ impl Context {
         }
         let room = capacity.saturating_sub(out.len());
         if room > 0 {
-            for a in store::due_actions(c, now, epoch, room + busy.actions.len())? {
+            for a in store::due_actions(c, now, room + busy.actions.len())? {
                 if out.len() >= capacity {
                     break;
                 }

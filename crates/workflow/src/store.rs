@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS _do_outbox (
   created_at INTEGER NOT NULL,
   epoch INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS _do_outbox_due ON _do_outbox(next_at);
+CREATE INDEX IF NOT EXISTS _do_outbox_queue ON _do_outbox(dest, seq);
+CREATE INDEX IF NOT EXISTS _do_outbox_due ON _do_outbox(dest, next_at);
 CREATE TABLE IF NOT EXISTS _do_actions (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE,
@@ -374,28 +375,68 @@ pub fn enqueue_delivery(
     Ok(())
 }
 
-/// The oldest messages of the outbox, in order.
-pub fn outbox_head(c: &Connection, limit: usize) -> Result<Vec<Outgoing>> {
-    c.prepare_cached(
-        "SELECT seq, dest, target, subscription, event, retry, attempts, next_at, claimed_by \
-         FROM _do_outbox ORDER BY seq",
-    )?
-    .query_map([], |r| {
-        Ok(Outgoing {
-            seq: r.get(0)?,
-            dest: r.get(1)?,
-            target: serde_json::from_str(&r.get::<_, String>(2)?)
-                .unwrap_or(DeliveryTarget::Object(String::new())),
-            subscription: r.get(3)?,
-            event: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-            retry: parse_retry(&r.get::<_, String>(5)?),
-            attempts: r.get(6)?,
-            next_at: r.get(7)?,
-            claimed_by: r.get(8)?,
-        })
-    })?
+const OUTGOING_COLS: &str =
+    "seq, dest, target, subscription, event, retry, attempts, next_at, claimed_by";
+
+fn outgoing_row(r: &Row<'_>) -> Result<Outgoing> {
+    Ok(Outgoing {
+        seq: r.get(0)?,
+        dest: r.get(1)?,
+        target: serde_json::from_str(&r.get::<_, String>(2)?)
+            .unwrap_or(DeliveryTarget::Object(String::new())),
+        subscription: r.get(3)?,
+        event: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+        retry: parse_retry(&r.get::<_, String>(5)?),
+        attempts: r.get(6)?,
+        next_at: r.get(7)?,
+        claimed_by: r.get(8)?,
+    })
+}
+
+/// The object destinations with messages waiting.
+pub fn object_dests(c: &Connection) -> Result<Vec<String>> {
+    c.prepare_cached("SELECT DISTINCT dest FROM _do_outbox WHERE dest != 'webhook'")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
+/// The oldest messages for one destination, in order.
+pub fn outbox_queue(c: &Connection, dest: &str, limit: usize) -> Result<Vec<Outgoing>> {
+    c.prepare_cached(&format!(
+        "SELECT {OUTGOING_COLS} FROM _do_outbox WHERE dest = ?1 ORDER BY seq"
+    ))?
+    .query_map([dest], outgoing_row)?
     .take(limit)
     .collect()
+}
+
+/// Webhook messages due now, earliest first.
+pub fn due_webhooks(c: &Connection, now: i64, limit: usize) -> Result<Vec<Outgoing>> {
+    c.prepare_cached(&format!(
+        "SELECT {OUTGOING_COLS} FROM _do_outbox WHERE dest = 'webhook' AND next_at <= ?1 \
+         ORDER BY next_at"
+    ))?
+    .query_map([now], outgoing_row)?
+    .take(limit)
+    .collect()
+}
+
+/// Hands work claimed by earlier activations (gone: the object restarted) back, due now.
+/// Runs once when an activation first pumps.
+pub fn release_stale_claims(c: &Connection, epoch: i64, now: i64) -> Result<usize> {
+    let outbox = c
+        .prepare_cached(
+            "UPDATE _do_outbox SET next_at = ?2, claimed_by = NULL \
+             WHERE claimed_by IS NOT NULL AND claimed_by < ?1",
+        )?
+        .execute(params![epoch, now])?;
+    let actions = c
+        .prepare_cached(
+            "UPDATE _do_actions SET status = 'pending', next_at = ?2, claimed_by = NULL \
+             WHERE status = 'running' AND claimed_by < ?1",
+        )?
+        .execute(params![epoch, now])?;
+    Ok(outbox + actions)
 }
 
 /// Marks a message as being delivered by the activation `epoch` until `lease_until`.
@@ -538,14 +579,12 @@ pub fn enqueue_action(
 }
 
 /// Actions due to run: pending ones whose time has come, and running ones whose lease ran
-/// out or whose runner was an earlier activation (it is gone: the object was restarted).
-pub fn due_actions(c: &Connection, now: i64, epoch: i64, limit: usize) -> Result<Vec<Action>> {
+/// out.
+pub fn due_actions(c: &Connection, now: i64, limit: usize) -> Result<Vec<Action>> {
     c.prepare_cached(&format!(
-        "SELECT {ACTION_COLS} FROM _do_actions WHERE next_at IS NOT NULL AND \
-         (next_at <= ?1 OR (status = 'running' AND claimed_by < ?2)) \
-         ORDER BY next_at"
+        "SELECT {ACTION_COLS} FROM _do_actions WHERE next_at <= ?1 ORDER BY next_at"
     ))?
-    .query_map(params![now, epoch], action_row)?
+    .query_map(params![now], action_row)?
     .take(limit)
     .collect()
 }
@@ -657,16 +696,29 @@ pub fn list_actions(
 
 /// When the earliest pending or leased work is due, if any.
 pub fn next_due(c: &Connection) -> Result<Option<i64>> {
-    let actions: Option<i64> = c
-        .prepare_cached("SELECT min(next_at) FROM _do_actions WHERE next_at IS NOT NULL")?
+    let mut at: Option<i64> = c
+        .prepare_cached("SELECT min(next_at) FROM _do_actions")?
         .query_row([], |r| r.get(0))?;
-    let outbox: Option<i64> = c
-        .prepare_cached("SELECT min(next_at) FROM _do_outbox")?
-        .query_row([], |r| r.get(0))?;
-    Ok(match (actions, outbox) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    let mut earliest = |t: Option<i64>| {
+        if let Some(t) = t {
+            at = Some(at.map_or(t, |a| a.min(t)));
+        }
+    };
+    earliest(
+        c.prepare_cached("SELECT min(next_at) FROM _do_outbox WHERE dest = 'webhook'")?
+            .query_row([], |r| r.get(0))?,
+    );
+    // A queue to an object moves when its head is due.
+    for dest in object_dests(c)? {
+        earliest(
+            c.prepare_cached(
+                "SELECT next_at FROM _do_outbox WHERE dest = ?1 ORDER BY seq LIMIT 1",
+            )?
+            .query_row([&dest], |r| r.get(0))
+            .optional()?,
+        );
+    }
+    Ok(at)
 }
 
 // ---- dead-letter queue ----
