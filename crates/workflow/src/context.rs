@@ -45,6 +45,8 @@ const DISPATCH_BATCH: usize = 256;
 /// How long an idle pump waits for more work before handing over to the alarm. A
 /// performance heuristic in real time, not part of any schedule.
 const PUMP_LINGER: Duration = Duration::from_millis(50);
+/// Delay before work cut short by a shutdown is tried again (no attempt is counted).
+const INTERRUPTED_RETRY_MS: i64 = 1_000;
 /// Extra time a claim is held beyond the attempt's own timeout.
 const LEASE_GRACE_MS: i64 = 5_000;
 
@@ -89,6 +91,8 @@ pub struct DoOptions {
 }
 
 type Waiter = oneshot::Sender<Result<Value, ActionError>>;
+/// Final outcomes of actions, by id.
+type Finished = Vec<(String, Result<Value, ActionError>)>;
 
 struct Inner {
     state: ObjectState,
@@ -218,6 +222,20 @@ impl Context {
             if stored < epoch {
                 // First write of this activation (or its first write was rolled back).
                 s.internal(|c| store::set_epoch(c, epoch))?;
+                // Pending work must have an alarm to drive it, even if something cleared it
+                // (an abandoned alarm, a raw alarm write).
+                if s.get_alarm()?.is_none() {
+                    let due = s.internal(|c| {
+                        Ok(if store::has_undispatched(c)? {
+                            Some(0)
+                        } else {
+                            store::next_due(c)?
+                        })
+                    })?;
+                    if let Some(at) = due {
+                        s.set_alarm(at)?;
+                    }
+                }
             }
             *mine = Some(epoch);
             f(s, epoch).map(Ok)
@@ -529,9 +547,10 @@ impl Context {
     async fn pump(&self) -> Result<(), ObjectError> {
         let mut running: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
         let mut busy = Busy::default();
-        if !self.inner.recovered.swap(true, Ordering::AcqRel) {
+        if !self.inner.recovered.load(Ordering::Acquire) {
             let now = self.now();
             let released = self.write(|c, epoch| store::release_stale_claims(c, epoch, now))?;
+            self.inner.recovered.store(true, Ordering::Release);
             if released > 0 {
                 tracing::info!(released, "took over work left by an earlier activation");
             }
@@ -567,11 +586,10 @@ impl Context {
                 }
                 continue;
             }
-            let sleep = self
-                .inner
-                .state
-                .clock()
-                .sleep_until(next.unwrap_or(i64::MAX).max(now + 1));
+            // Wake for the next retry; work already due but not claimable (all slots busy,
+            // or in flight) is picked up when something finishes.
+            let wake_at = next.filter(|t| *t > now).unwrap_or(i64::MAX);
+            let sleep = self.inner.state.clock().sleep_until(wake_at);
             tokio::select! {
                 Some(first) = running.next() => {
                     // Record everything finished by now in one transaction.
@@ -579,7 +597,14 @@ impl Context {
                     while let Some(Some(o)) = running.next().now_or_never() {
                         done.push(o);
                     }
-                    self.record(done, &mut busy)?;
+                    let finished = self.record(done, &mut busy)?;
+                    if !finished.is_empty() {
+                        // Output gate: callers hear of an outcome once it is durable.
+                        self.inner.state.flush().await?;
+                        for (id, result) in finished {
+                            self.finish(&id, result);
+                        }
+                    }
                 }
                 () = self.inner.work.notified() => {}
                 () = sleep => {}
@@ -730,7 +755,30 @@ impl Context {
         let cx = self.clone();
         match work {
             Work::ObjectBatch(dest, msgs) => Box::pin(async move {
-                let result = cx.deliver_to_object(&dest, &msgs).await;
+                let limit = cx.inner.env.action_timeout;
+                let result = cx
+                    .with_timeout(
+                        limit,
+                        Box::pin({
+                            let (cx, dest, msgs) = (cx.clone(), dest.clone(), msgs.clone());
+                            async move {
+                                cx.deliver_to_object(&dest, &msgs)
+                                    .await
+                                    .map_err(ActionError::from)
+                            }
+                        }),
+                    )
+                    .await
+                    .map_err(|e| {
+                        ObjectError::new(
+                            if e.interrupted {
+                                ErrorKind::Unavailable
+                            } else {
+                                ErrorKind::Internal
+                            },
+                            e.message,
+                        )
+                    });
                 Outcome::ObjectBatch { dest, msgs, result }
             }),
             Work::Webhook(msg) => Box::pin(async move {
@@ -814,16 +862,29 @@ impl Context {
             kind::WEBHOOK => self.webhook_action(&a).await,
             kind::FUNCTION | kind::HANDLER => {
                 let cx = self.clone();
-                // A turn of its own: its writes and its completion commit together, or
-                // roll back together when it fails.
+                let failure = Arc::new(Mutex::new(None::<ActionError>));
+                let slot = failure.clone();
+                // A turn of its own: its writes and its completion commit together, or roll
+                // back together when it fails (the turn fails with it).
                 let outcome = self
                     .inner
                     .state
-                    .run_turn(move |_| Box::pin(async move { Ok(cx.run_in_turn(a).await) }))
+                    .run_turn(move |_| {
+                        Box::pin(async move {
+                            cx.run_in_turn(a).await.map_err(|e| {
+                                let err = ObjectError::internal(e.message.clone());
+                                *slot.lock() = Some(e);
+                                err
+                            })
+                        })
+                    })
                     .await;
                 match outcome {
-                    Ok(r) => r,
-                    Err(e) => Err(ActionError::from(e)),
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(failure
+                        .lock()
+                        .take()
+                        .unwrap_or_else(|| ActionError::from(e))),
                 }
             }
             other => Err(ActionError::fatal(format!("unknown action kind `{other}`"))),
@@ -858,7 +919,10 @@ impl Context {
         // Completion commits with the action's last writes.
         let done = self.write(|c, _| store::complete_action(c, &a.id, &value, now))?;
         if !done {
-            tracing::warn!(action = %a.id, "action finished but was no longer running; result dropped");
+            // Completed (or reset) meanwhile by another attempt: this one's writes go.
+            return Err(ActionError::fatal(
+                "the action was no longer running; attempt dropped",
+            ));
         }
         Ok(value)
     }
@@ -908,10 +972,11 @@ impl Context {
         Ok(json!({ "status": reply.status, "body": body }))
     }
 
-    /// Records finished work, all of it in one transaction, then answers `do_` callers.
-    fn record(&self, outcomes: Vec<Outcome>, busy: &mut Busy) -> Result<(), ObjectError> {
+    /// Records finished work, all of it in one transaction. Returns the final outcomes for
+    /// `do_` callers, to be answered once the transaction is durable.
+    fn record(&self, outcomes: Vec<Outcome>, busy: &mut Busy) -> Result<Finished, ObjectError> {
         let now = self.now();
-        let mut finished: Vec<(String, Result<Value, ActionError>)> = Vec::new();
+        let mut finished: Finished = Vec::new();
         self.write(|c, _| {
             for outcome in &outcomes {
                 let jitter: f64 = rand::random();
@@ -920,6 +985,9 @@ impl Context {
                         for m in msgs {
                             match result {
                                 Ok(_) => store::delivered(c, m.seq)?,
+                                Err(e) if e.kind == ErrorKind::Unavailable => {
+                                    store::release_delivery(c, m.seq, now + INTERRUPTED_RETRY_MS)?;
+                                }
                                 Err(e) => {
                                     store::delivery_failed(c, m, &e.message, now, jitter)?;
                                 }
@@ -939,14 +1007,35 @@ impl Context {
                             }
                             finished.push((id.clone(), Ok(value.clone())));
                         }
+                        // Cut short by shutdown: not the action's failure.
+                        Err(e) if e.interrupted => {
+                            store::release_action(c, id, now + INTERRUPTED_RETRY_MS)?;
+                        }
                         Err(e) => {
                             let after =
                                 store::action_failed(c, id, &e.message, e.retryable, now, jitter)?;
                             tracing::debug!(action = %id, error = %e, ?after, "action attempt failed");
-                            if after == AfterFailure::Dead {
-                                tracing::warn!(action = %id, error = %e,
-                                    "action failed for good; moved to the DLQ");
-                                finished.push((id.clone(), Err(ActionError::fatal(e.message.clone()))));
+                            match after {
+                                AfterFailure::Dead => {
+                                    tracing::warn!(action = %id, error = %e,
+                                        "action failed for good; moved to the DLQ");
+                                    finished.push((id.clone(), Err(ActionError::fatal(e.message.clone()))));
+                                }
+                                // Already final (another attempt finished it): answer with that.
+                                AfterFailure::Ignored => {
+                                    if let Some(a) = store::action_by_id(c, id)? {
+                                        match a.status {
+                                            ActionStatus::Completed => finished
+                                                .push((id.clone(), Ok(a.result.unwrap_or(Value::Null)))),
+                                            ActionStatus::Failed => finished.push((
+                                                id.clone(),
+                                                Err(ActionError::fatal(a.error.unwrap_or_default())),
+                                            )),
+                                            _ => {}
+                                        }
+                                    }
+                                }
+                                AfterFailure::RetryAt(_) => {}
                             }
                         }
                     },
@@ -970,10 +1059,7 @@ impl Context {
                 }
             }
         }
-        for (id, result) in finished {
-            self.finish(&id, result);
-        }
-        Ok(())
+        Ok(finished)
     }
 
     fn finish(&self, id: &str, result: Result<Value, ActionError>) {

@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub struct ActionError {
     pub message: String,
     pub retryable: bool,
+    /// The attempt was cut short by a shutdown: not counted as a failure.
+    pub(crate) interrupted: bool,
 }
 
 impl ActionError {
@@ -25,6 +27,7 @@ impl ActionError {
         ActionError {
             message: message.into(),
             retryable: true,
+            interrupted: false,
         }
     }
     /// A failure that will not go away by itself: the action fails at once.
@@ -32,6 +35,7 @@ impl ActionError {
         ActionError {
             message: message.into(),
             retryable: false,
+            interrupted: false,
         }
     }
 }
@@ -49,6 +53,7 @@ impl From<dotdo_runtime::ObjectError> for ActionError {
         ActionError {
             message: e.message,
             retryable,
+            interrupted: e.kind == K::Unavailable,
         }
     }
 }

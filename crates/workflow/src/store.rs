@@ -449,6 +449,26 @@ pub fn claim_delivery(c: &Connection, seq: i64, lease_until: i64, epoch: i64) ->
     Ok(())
 }
 
+/// Gives a claimed message back without counting its attempt (the host is shutting down).
+pub fn release_delivery(c: &Connection, seq: i64, retry_at: i64) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE _do_outbox SET attempts = max(attempts - 1, 0), next_at = ?2, claimed_by = NULL \
+         WHERE seq = ?1",
+    )?
+    .execute(params![seq, retry_at])?;
+    Ok(())
+}
+
+/// Gives a claimed action back without counting its attempt (the host is shutting down).
+pub fn release_action(c: &Connection, id: &str, retry_at: i64) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE _do_actions SET status = 'pending', attempts = max(attempts - 1, 0), \
+         next_at = ?2, claimed_by = NULL WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![id, retry_at])?;
+    Ok(())
+}
+
 /// The receiver has the message: it leaves the outbox.
 pub fn delivered(c: &Connection, seq: i64) -> Result<()> {
     c.prepare_cached("DELETE FROM _do_outbox WHERE seq = ?1")?
