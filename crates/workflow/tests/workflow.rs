@@ -60,7 +60,8 @@ impl Outbound for Sink {
 fn registry(world: Arc<World>) -> Registry {
     let w1 = world.clone();
     let w2 = world.clone();
-    let w3 = world;
+    let w3 = world.clone();
+    let w4 = world;
     Registry::new()
         .action("charge", move |cx: Context, input: Value| {
             let world = w1.clone();
@@ -81,6 +82,23 @@ fn registry(world: Arc<World>) -> Registry {
                     .storage()
                     .put_json(&format!("charged:{order}"), input["amount"].clone())?;
                 Ok(json!({ "charged": input["amount"] }))
+            }
+        })
+        .action("debit", move |cx: Context, input: Value| {
+            let world = w4.clone();
+            async move {
+                // Writes first, then fails: the failed attempt's write must not stay.
+                let st = cx.state().storage();
+                let n = st.get_json("debits")?.and_then(|v| v.as_i64()).unwrap_or(0);
+                st.put_json("debits", json!(n + 1))?;
+                let order = input["order"].as_str().unwrap_or_default().to_string();
+                if let Some(left) = world.fail_left.lock().get_mut(&order)
+                    && *left > 0
+                {
+                    *left -= 1;
+                    return Err(ActionError::retry("not yet"));
+                }
+                Ok(json!(n + 1))
             }
         })
         .on("Order.*", "audit", move |cx: Context, ev: Event| {
@@ -127,6 +145,19 @@ impl DurableObject for Shop {
                             key: Some(format!("charge:{order}")),
                             retry: None,
                         },
+                    )
+                    .await;
+                Ok(match r {
+                    Ok(v) => json!({ "ok": v }),
+                    Err(e) => json!({ "err": e.message }),
+                })
+            }
+            "debit" => {
+                let r = cx
+                    .do_(
+                        "debit",
+                        json!({ "order": s("order") }),
+                        DoOptions::default(),
                     )
                     .await;
                 Ok(match r {
@@ -653,5 +684,27 @@ async fn a_superseded_activation_cannot_write() {
         events.as_array().unwrap().len(),
         1,
         "the fenced write left nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_attempt_leaves_no_writes() {
+    let fx = fixture();
+    fx.world.fail_left.lock().insert("d1".into(), 2);
+    let host = fx.host.clone();
+    let caller = tokio::spawn(async move {
+        host.call("shop", "acme", "debit", json!({ "order": "d1" }))
+            .await
+            .unwrap()
+    });
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fx.clock.advance(1_000);
+    }
+    assert_eq!(caller.await.unwrap(), json!({ "ok": 1 }));
+    assert_eq!(
+        fx.call("acme", "get", json!({ "key": "debits" })).await,
+        json!(1),
+        "two failed attempts wrote nothing that stayed"
     );
 }
