@@ -182,28 +182,9 @@ pub async fn events_to_object(
     let dir = tempfile::tempdir()?;
     let arrivals = Arc::new(Arrivals::default());
     let host = host(dir.path(), durability, Some(arrivals.clone()))?;
-    host.call("flow", "src", "subscribe", json!({ "object": "dst" }))
-        .await?;
-    host.call("flow", "dst", "emit", Value::Null).await?;
-    let next = Arc::new(AtomicUsize::new(0));
+    subscribe_dst(&host).await?;
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let (host, next) = (host.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < ops {
-                let t = Instant::now();
-                host.call("flow", "src", "emit", Value::Null).await?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, ObjectError>(lat)
-        }));
-    }
-    let mut emits = Vec::with_capacity(ops);
-    for t in tasks {
-        emits.extend(t.await??);
-    }
+    let emits = emit_on_src(&host, ops, callers).await?;
     let emitted = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(120);
     while arrivals.count.load(Ordering::Relaxed) < ops {
@@ -241,28 +222,9 @@ pub async fn events_delivery_only(
 ) -> anyhow::Result<Line> {
     let dir = tempfile::tempdir()?;
     let host = host(dir.path(), durability, None)?;
-    host.call("flow", "src", "subscribe", json!({ "object": "dst" }))
-        .await?;
-    host.call("flow", "dst", "emit", Value::Null).await?;
-    let next = Arc::new(AtomicUsize::new(0));
+    subscribe_dst(&host).await?;
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let (host, next) = (host.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < ops {
-                let t = Instant::now();
-                host.call("flow", "src", "emit", Value::Null).await?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, ObjectError>(lat)
-        }));
-    }
-    let mut emits = Vec::with_capacity(ops);
-    for t in tasks {
-        emits.extend(t.await??);
-    }
+    let emits = emit_on_src(&host, ops, callers).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let n = host.call("flow", "dst", "count", Value::Null).await?;
@@ -281,4 +243,35 @@ pub async fn events_delivery_only(
         .with("durability", json!(durability_name(durability)))
         .with("callers", json!(callers))
         .with("latency_of", json!("emit")))
+}
+
+/// Subscribes `dst` to every event of `src` and activates both.
+async fn subscribe_dst(host: &Host) -> anyhow::Result<()> {
+    host.call("flow", "src", "subscribe", json!({ "object": "dst" }))
+        .await?;
+    host.call("flow", "dst", "emit", Value::Null).await?;
+    Ok(())
+}
+
+/// Emits `ops` events on `src` from `callers` callers; returns each emit's latency.
+async fn emit_on_src(host: &Host, ops: usize, callers: usize) -> anyhow::Result<Vec<Duration>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let (host, next) = (host.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < ops {
+                let t = Instant::now();
+                host.call("flow", "src", "emit", Value::Null).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, ObjectError>(lat)
+        }));
+    }
+    let mut emits = Vec::with_capacity(ops);
+    for t in tasks {
+        emits.extend(t.await??);
+    }
+    Ok(emits)
 }
