@@ -225,13 +225,8 @@ impl Context {
                 // Pending work must have an alarm to drive it, even if something cleared it
                 // (an abandoned alarm, a raw alarm write).
                 if s.get_alarm()?.is_none() {
-                    let due = s.internal(|c| {
-                        Ok(if store::has_undispatched(c)? {
-                            Some(0)
-                        } else {
-                            store::next_due(c)?
-                        })
-                    })?;
+                    let now = self.now();
+                    let due = s.internal(|c| store::next_work(c, now))?;
                     if let Some(at) = due {
                         s.set_alarm(at)?;
                     }
@@ -255,7 +250,7 @@ impl Context {
         })?)
     }
 
-    /// Makes sure the pump runs soon: the alarm (durable) and a nudge (if it is running).
+    /// Makes sure the alarm (the durable trigger of the pump) is due by `at`.
     fn wake_at(s: &mut Storage, at: i64) -> Result<(), StorageError> {
         if s.get_alarm()?.is_none_or(|cur| cur > at) {
             s.set_alarm(at)?;
@@ -618,13 +613,7 @@ impl Context {
     fn hand_over_to_alarm(&self) -> Result<bool, ObjectError> {
         let now = self.now();
         self.with_storage(|s, _| {
-            let next = s.internal(|c| {
-                Ok(if store::has_undispatched(c)? {
-                    Some(now)
-                } else {
-                    store::next_due(c)?
-                })
-            })?;
+            let next = s.internal(|c| store::next_work(c, now))?;
             match next {
                 Some(at) if at <= now => Ok(false),
                 // Later than the alarm being handled, which the host clears after.
@@ -1164,9 +1153,4 @@ struct Busy {
     dests: HashSet<String>,
     webhooks: HashSet<i64>,
     actions: HashSet<String>,
-}
-
-#[allow(dead_code)]
-fn _assert_send(cx: Context) -> impl Send {
-    async move { cx.on_alarm().await }
 }

@@ -714,6 +714,15 @@ pub fn list_actions(
     }
 }
 
+/// When the pump has work next: now if events wait for dispatch, else [`next_due`].
+pub fn next_work(c: &Connection, now: i64) -> Result<Option<i64>> {
+    if has_undispatched(c)? {
+        Ok(Some(now))
+    } else {
+        next_due(c)
+    }
+}
+
 /// When the earliest pending or leased work is due, if any.
 pub fn next_due(c: &Connection) -> Result<Option<i64>> {
     let mut at: Option<i64> = c
