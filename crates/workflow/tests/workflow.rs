@@ -190,6 +190,11 @@ impl DurableObject for Shop {
             "action" => Ok(json!(cx.action_by_key(&s("key"))?)),
             "dlq" => Ok(json!(cx.dlq(0, 100)?)),
             "replay" => Ok(json!(cx.dlq_replay(&s("id"))?)),
+            "clear_alarm" => {
+                cx.state().storage().delete_alarm()?;
+                Ok(Value::Null)
+            }
+            "alarm" => Ok(json!(cx.state().storage().get_alarm()?)),
             "get" => Ok(cx
                 .state()
                 .storage()
@@ -707,4 +712,44 @@ async fn a_failed_attempt_leaves_no_writes() {
         json!(1),
         "two failed attempts wrote nothing that stayed"
     );
+}
+
+#[tokio::test]
+async fn a_new_activation_re_arms_a_cleared_alarm_over_pending_work() {
+    let fx = fixture();
+    fx.sink.failing.store(true, Ordering::SeqCst);
+    fx.call(
+        "a",
+        "subscribe",
+        json!({ "on": "*", "url": "http://127.0.0.1:9/hook" }),
+    )
+    .await;
+    fx.call("a", "emit", json!({ "type": "Order.created" }))
+        .await;
+    eventually("first attempt failed", || async {
+        !fx.sink.calls.lock().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Something clears the alarm behind the workflow's back (a raw alarm DELETE, say).
+    fx.call("a", "clear_alarm", Value::Null).await;
+    assert_eq!(fx.call("a", "alarm", Value::Null).await, Value::Null);
+    assert!(fx.host.evict("shop", "a").await);
+    fx.sink.failing.store(false, Ordering::SeqCst);
+    // The next activation's first write puts the alarm back for the pending delivery.
+    fx.call(
+        "a",
+        "subscribe",
+        json!({ "on": "Nothing.here", "object": "z" }),
+    )
+    .await;
+    assert!(
+        fx.call("a", "alarm", Value::Null).await.is_i64(),
+        "alarm re-armed"
+    );
+    fx.clock.advance(60_000);
+    eventually("delivered", || async {
+        fx.call("a", "counts", Value::Null).await["outbox"] == 0
+    })
+    .await;
 }
