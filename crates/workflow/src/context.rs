@@ -45,6 +45,8 @@ const DISPATCH_BATCH: usize = 256;
 /// How long an idle pump waits for more work before handing over to the alarm. A
 /// performance heuristic in real time, not part of any schedule.
 const PUMP_LINGER: Duration = Duration::from_millis(50);
+/// How long a busy pump lets new work gather before taking it (real time, a heuristic).
+const COALESCE: Duration = Duration::from_millis(2);
 /// Delay before work cut short by a shutdown is tried again (no attempt is counted).
 const INTERRUPTED_RETRY_MS: i64 = 1_000;
 /// Extra time a claim is held beyond the attempt's own timeout.
@@ -601,7 +603,11 @@ impl Context {
                         }
                     }
                 }
-                () = self.inner.work.notified() => {}
+                () = self.inner.work.notified() => {
+                    // New work while other work runs: let a little more gather, so a burst
+                    // of events is dispatched in one transaction rather than one each.
+                    tokio::time::sleep(COALESCE).await;
+                }
                 () = sleep => {}
             }
         }
