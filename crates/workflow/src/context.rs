@@ -159,7 +159,7 @@ enum Outcome {
     ObjectBatch {
         dest: String,
         msgs: Vec<Outgoing>,
-        result: Result<usize, ObjectError>,
+        result: Result<usize, ActionError>,
     },
     Webhook {
         msg: Box<Outgoing>,
@@ -434,7 +434,7 @@ impl Context {
     async fn with_timeout<T>(
         &self,
         limit: Duration,
-        fut: BoxFuture<'static, Result<T, ActionError>>,
+        fut: impl std::future::Future<Output = Result<T, ActionError>>,
     ) -> Result<T, ActionError> {
         let ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
         let deadline = self
@@ -752,28 +752,8 @@ impl Context {
             Work::ObjectBatch(dest, msgs) => Box::pin(async move {
                 let limit = cx.inner.env.action_timeout;
                 let result = cx
-                    .with_timeout(
-                        limit,
-                        Box::pin({
-                            let (cx, dest, msgs) = (cx.clone(), dest.clone(), msgs.clone());
-                            async move {
-                                cx.deliver_to_object(&dest, &msgs)
-                                    .await
-                                    .map_err(ActionError::from)
-                            }
-                        }),
-                    )
-                    .await
-                    .map_err(|e| {
-                        ObjectError::new(
-                            if e.interrupted {
-                                ErrorKind::Unavailable
-                            } else {
-                                ErrorKind::Internal
-                            },
-                            e.message,
-                        )
-                    });
+                    .with_timeout(limit, cx.deliver_to_object(&dest, &msgs))
+                    .await;
                 Outcome::ObjectBatch { dest, msgs, result }
             }),
             Work::Webhook(msg) => Box::pin(async move {
@@ -792,7 +772,7 @@ impl Context {
         }
     }
 
-    async fn deliver_to_object(&self, dest: &str, msgs: &[Outgoing]) -> Result<usize, ObjectError> {
+    async fn deliver_to_object(&self, dest: &str, msgs: &[Outgoing]) -> Result<usize, ActionError> {
         let name = dest.strip_prefix("object:").unwrap_or(dest);
         let state = &self.inner.state;
         let sender = format!("{}/{}", state.namespace(), state.id());
@@ -822,6 +802,7 @@ impl Context {
             .stub(state.namespace(), name)
             .storage(move |s| receive_into(s, &sender, &batch, now))
             .await
+            .map_err(ActionError::from)
     }
 
     async fn deliver_webhook(&self, msg: &Outgoing) -> Result<(), String> {
@@ -980,7 +961,7 @@ impl Context {
                         for m in msgs {
                             match result {
                                 Ok(_) => store::delivered(c, m.seq)?,
-                                Err(e) if e.kind == ErrorKind::Unavailable => {
+                                Err(e) if e.interrupted => {
                                     store::release_delivery(c, m.seq, now + INTERRUPTED_RETRY_MS)?;
                                 }
                                 Err(e) => {
