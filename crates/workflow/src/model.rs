@@ -159,8 +159,6 @@ pub struct Action {
     pub completed_at: Option<i64>,
     #[serde(skip)]
     pub seq: i64,
-    #[serde(skip)]
-    pub claimed_by: Option<i64>,
 }
 
 /// An action about to be recorded.

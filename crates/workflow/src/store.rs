@@ -340,7 +340,6 @@ pub struct Outgoing {
     pub retry: RetryPolicy,
     pub attempts: u32,
     pub next_at: i64,
-    pub claimed_by: Option<i64>,
 }
 
 pub fn dest_of(target: &DeliveryTarget) -> String {
@@ -375,8 +374,7 @@ pub fn enqueue_delivery(
     Ok(())
 }
 
-const OUTGOING_COLS: &str =
-    "seq, dest, target, subscription, event, retry, attempts, next_at, claimed_by";
+const OUTGOING_COLS: &str = "seq, dest, target, subscription, event, retry, attempts, next_at";
 
 fn outgoing_row(r: &Row<'_>) -> Result<Outgoing> {
     Ok(Outgoing {
@@ -389,7 +387,6 @@ fn outgoing_row(r: &Row<'_>) -> Result<Outgoing> {
         retry: parse_retry(&r.get::<_, String>(5)?),
         attempts: r.get(6)?,
         next_at: r.get(7)?,
-        claimed_by: r.get(8)?,
     })
 }
 
@@ -529,7 +526,7 @@ pub fn outbox_len(c: &Connection) -> Result<i64> {
 // ---- actions ----
 
 const ACTION_COLS: &str = "id, key, name, kind, input, retry, status, attempts, next_at, \
-     result, error, created_at, updated_at, completed_at, seq, claimed_by";
+     result, error, created_at, updated_at, completed_at, seq";
 
 fn action_row(r: &Row<'_>) -> Result<Action> {
     Ok(Action {
@@ -548,7 +545,6 @@ fn action_row(r: &Row<'_>) -> Result<Action> {
         updated_at: r.get(12)?,
         completed_at: r.get(13)?,
         seq: r.get(14)?,
-        claimed_by: r.get(15)?,
     })
 }
 
