@@ -12,6 +12,8 @@
 //! lease. A newer activation takes over claims of older ones at once; an activation whose
 //! epoch is no longer the newest cannot write.
 
+use crate::flow::{self, Flow, WorkflowFn};
+use crate::flow_store::{self, Run};
 use crate::model::{
     Action, ActionStatus, DeliveryTarget, DlqEntry, Event, NewAction, NewEvent, Subscription, kind,
     new_id,
@@ -20,6 +22,7 @@ use crate::outbound::{HttpCall, Outbound, check_url};
 use crate::pattern::{Pattern, check_event_type};
 use crate::registry::{ActionError, Registry};
 use crate::retry::RetryPolicy;
+use crate::schedules::{self, NewSchedule, Schedule, ScheduleAction};
 use crate::store::{self, AfterFailure, Outgoing};
 use dotdo_runtime::storage_api::rusqlite::{self, Connection};
 use dotdo_runtime::storage_api::{Storage, StorageError};
@@ -170,6 +173,10 @@ enum Outcome {
         kind: String,
         result: Result<Value, ActionError>,
     },
+    Run {
+        id: String,
+        result: Result<(), ActionError>,
+    },
 }
 
 impl Context {
@@ -194,6 +201,29 @@ impl Context {
 
     fn now(&self) -> i64 {
         self.inner.state.now_ms()
+    }
+
+    /// The object's clock, epoch milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.now()
+    }
+
+    pub(crate) fn action_timeout(&self) -> Duration {
+        self.inner.env.action_timeout
+    }
+
+    pub(crate) fn read_internal<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ObjectError> {
+        self.read(f)
+    }
+
+    pub(crate) fn write_internal<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ObjectError> {
+        self.write(|c, _| f(c))
     }
 
     /// Runs `f` in the current turn's transaction after checking this activation is still
@@ -431,7 +461,7 @@ impl Context {
             .await
     }
 
-    async fn with_timeout<T>(
+    pub(crate) async fn with_timeout<T>(
         &self,
         limit: Duration,
         fut: impl std::future::Future<Output = Result<T, ActionError>>,
@@ -517,8 +547,268 @@ impl Context {
                 "outbox": store::outbox_len(c)?,
                 "dlq": store::dlq_count(c)?,
                 "subscriptions": store::subscription_count(c)?,
+                "schedules": schedules::count(c)?,
+                "activeRuns": flow_store::run_count(c)?,
             }))
         })
+    }
+
+    // ---- $.every: schedules ----
+
+    /// Adds a schedule, first due at its next time after now. With an `id` that exists:
+    /// the same definition returns the stored schedule (flag false); another definition is
+    /// a conflict unless `replace`, which takes the new definition and keeps the history.
+    pub fn schedule(
+        &self,
+        req: NewSchedule,
+        replace: bool,
+    ) -> Result<(Schedule, bool), ObjectError> {
+        let now = self.now();
+        let new = Schedule::build(req, now).map_err(ObjectError::bad_request)?;
+        if let ScheduleAction::Function(f) = &new.action
+            && !self.inner.registry.actions.contains_key(&f.name)
+        {
+            return Err(ObjectError::bad_request(format!(
+                "action.function: no action named `{}` is registered",
+                f.name
+            )));
+        }
+        self.with_storage(|s, _| {
+            let existing = s.internal(|c| schedules::get(c, &new.id))?;
+            let created = match existing {
+                Some(old) if old.same_definition(&new) => return Ok(Ok((old, false))),
+                Some(_) if !replace => {
+                    return Ok(Err(ObjectError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "a schedule `{}` exists with another definition; delete it first",
+                            new.id
+                        ),
+                    )));
+                }
+                Some(_) => {
+                    s.internal(|c| schedules::replace(c, &new))?;
+                    false
+                }
+                None => {
+                    if s.internal(schedules::count)? >= schedules::MAX_SCHEDULES {
+                        return Ok(Err(ObjectError::bad_request(format!(
+                            "an object may have at most {} schedules",
+                            schedules::MAX_SCHEDULES
+                        ))));
+                    }
+                    s.internal(|c| schedules::insert(c, &new))?;
+                    true
+                }
+            };
+            if let Some(at) = new.next_run_at {
+                Self::wake_at(s, at)?;
+            }
+            let stored = s.internal(|c| schedules::get(c, &new.id))?;
+            Ok(Ok((stored.unwrap_or(new), created)))
+        })?
+    }
+
+    pub fn schedules(&self, after: i64, limit: usize) -> Result<Vec<Schedule>, ObjectError> {
+        self.read(|c| schedules::list(c, after, limit))
+    }
+
+    pub fn schedule_by_id(&self, id: &str) -> Result<Option<Schedule>, ObjectError> {
+        self.read(|c| schedules::get(c, id))
+    }
+
+    /// Deletes a schedule; runs already started go on.
+    pub fn unschedule(&self, id: &str) -> Result<bool, ObjectError> {
+        self.write(|c, _| schedules::delete(c, id))
+    }
+
+    // ---- durable workflows ----
+
+    /// Stores a declarative workflow definition (see `flow_def`). The flag says whether it
+    /// is new; runs already started keep the definition they started with.
+    pub fn define_workflow(&self, def: Value) -> Result<(Value, bool), ObjectError> {
+        let parsed = crate::flow_def::parse(&def).map_err(ObjectError::bad_request)?;
+        if self.inner.registry.workflows.contains_key(&parsed.name) {
+            return Err(ObjectError::new(
+                ErrorKind::Conflict,
+                format!("`{}` is a workflow of the class's code", parsed.name),
+            ));
+        }
+        let now = self.now();
+        let created = self.write(|c, _| flow_store::put_definition(c, &parsed.name, &def, now))?;
+        Ok((def, created))
+    }
+
+    pub fn workflow_definitions(&self) -> Result<Vec<Value>, ObjectError> {
+        self.read(flow_store::definitions)
+    }
+
+    pub fn workflow_definition(&self, name: &str) -> Result<Option<Value>, ObjectError> {
+        self.read(|c| flow_store::definition(c, name))
+    }
+
+    pub fn delete_workflow(&self, name: &str) -> Result<bool, ObjectError> {
+        self.write(|c, _| flow_store::delete_definition(c, name))
+    }
+
+    /// Starts a run of the workflow `name` (one of the class's, or a stored definition).
+    /// With an `id` that exists, that run is returned (flag false) and nothing starts.
+    pub fn start_workflow(
+        &self,
+        name: &str,
+        input: Value,
+        id: Option<String>,
+    ) -> Result<(Run, bool), ObjectError> {
+        if input.to_string().len() > flow::MAX_STEP_RESULT {
+            return Err(ObjectError::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "a run's input is at most {} bytes of JSON",
+                    flow::MAX_STEP_RESULT
+                ),
+            ));
+        }
+        let id = match id {
+            Some(id) => {
+                crate::flow_def::check_name(&id)
+                    .map_err(|e| ObjectError::bad_request(format!("run id: {e}")))?;
+                id
+            }
+            None => new_id("run"),
+        };
+        let in_code = self.inner.registry.workflows.contains_key(name);
+        let now = self.now();
+        let out = self.with_storage(|s, epoch| {
+            let found = s.internal(|c| {
+                if let Some(run) = flow_store::run(c, &id)? {
+                    return Ok(Err(Some(run)));
+                }
+                let def = if in_code {
+                    None
+                } else {
+                    match flow_store::definition(c, name)? {
+                        Some(d) => Some(d),
+                        None => return Ok(Err(None)),
+                    }
+                };
+                flow_store::insert_run(c, &id, name, &input, def.as_ref(), now, epoch)?;
+                Ok(Ok(flow_store::run(c, &id)?))
+            })?;
+            if found.is_ok() {
+                Self::wake_at(s, now)?;
+            }
+            Ok(found)
+        })?;
+        self.inner.work.notify_one();
+        match out {
+            Ok(Some(run)) => Ok((run, true)),
+            Ok(None) => Err(ObjectError::internal("the new run was not stored")),
+            Err(Some(run)) if run.workflow == name => Ok((run, false)),
+            Err(Some(run)) => Err(ObjectError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "run `{id}` exists and belongs to workflow `{}`",
+                    run.workflow
+                ),
+            )),
+            Err(None) => Err(ObjectError::not_found(format!(
+                "no workflow named `{name}`"
+            ))),
+        }
+    }
+
+    /// A run with its journal.
+    pub fn workflow_run(&self, id: &str) -> Result<Option<Run>, ObjectError> {
+        self.read(|c| {
+            let Some(mut run) = flow_store::run(c, id)? else {
+                return Ok(None);
+            };
+            run.journal = Some(flow_store::journal(c, id)?);
+            Ok(Some(run))
+        })
+    }
+
+    pub fn workflow_runs(
+        &self,
+        workflow: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Run>, ObjectError> {
+        self.read(|c| flow_store::runs(c, workflow, after, limit))
+    }
+
+    /// Cancels a run: it stops at its next step (no compensation runs).
+    pub fn cancel_run(&self, id: &str) -> Result<Run, ObjectError> {
+        let now = self.now();
+        let out = self.write(|c, _| {
+            let Some(run) = flow_store::run(c, id)? else {
+                return Ok(None);
+            };
+            let cancelled = flow_store::cancel_run(c, id, now)?;
+            Ok(Some((cancelled, flow_store::run(c, id)?.unwrap_or(run))))
+        })?;
+        match out {
+            None => Err(ObjectError::not_found(format!("no run `{id}`"))),
+            Some((true, run)) => Ok(run),
+            Some((false, run)) => Err(ObjectError::new(
+                ErrorKind::Conflict,
+                format!("run `{id}` already ended ({})", run.status),
+            )),
+        }
+    }
+
+    /// One execution of a run, in a turn of its own: its steps' writes commit as they go
+    /// and where the run stands commits with the last of them.
+    async fn execute_run(&self, run: Run) -> Result<(), ActionError> {
+        let f: Option<WorkflowFn> = match self.inner.registry.workflows.get(&run.workflow) {
+            Some(f) => Some(f.clone()),
+            None => match run.definition.as_ref().map(crate::flow_def::parse) {
+                Some(Ok(def)) => Some(Arc::new(move |flow: Flow| {
+                    Box::pin(crate::flow_def::run(flow, def.clone())) as BoxFuture<'static, _>
+                })),
+                Some(Err(e)) => {
+                    tracing::error!(run = %run.id, error = %e, "stored workflow definition is unreadable");
+                    None
+                }
+                None => None,
+            },
+        };
+        let cx = self.clone();
+        self.inner
+            .state
+            .run_turn(move |_| {
+                Box::pin(async move {
+                    let now = cx.now();
+                    let Some(f) = f else {
+                        let msg = format!("no workflow named `{}` is registered", run.workflow);
+                        cx.write(|c, _| {
+                            flow_store::settle_run(c, &run.id, flow_store::status::FAILED, None, None, Some(&msg), now)
+                        })?;
+                        return Ok(Value::Null);
+                    };
+                    let flow = Flow::new(cx.clone(), run.id.clone(), run.workflow.clone(), run.input.clone());
+                    let settled = flow::execute(flow, f).await;
+                    let now = cx.now();
+                    cx.write(|c, _| {
+                        flow_store::settle_run(
+                            c,
+                            &run.id,
+                            settled.status,
+                            settled.next_at,
+                            settled.result.as_ref(),
+                            settled.error.as_deref(),
+                            now,
+                        )
+                    })?;
+                    if flow_store::status::is_final(settled.status) {
+                        tracing::debug!(run = %run.id, status = settled.status, "workflow run ended");
+                    }
+                    Ok(Value::Null)
+                })
+            })
+            .await
+            .map(|_| ())
+            .map_err(ActionError::from)
     }
 
     // ---- the pump ----
@@ -546,7 +836,10 @@ impl Context {
         let mut busy = Busy::default();
         if !self.inner.recovered.load(Ordering::Acquire) {
             let now = self.now();
-            let released = self.write(|c, epoch| store::release_stale_claims(c, epoch, now))?;
+            let released = self.write(|c, epoch| {
+                Ok(store::release_stale_claims(c, epoch, now)?
+                    + flow_store::release_stale_runs(c, epoch, now)?)
+            })?;
             self.inner.recovered.store(true, Ordering::Release);
             if released > 0 {
                 tracing::info!(released, "took over work left by an earlier activation");
@@ -556,9 +849,11 @@ impl Context {
             let now = self.now();
             let capacity = self.inner.env.max_in_flight.saturating_sub(running.len());
             let (claimed, more, next) = self.write(|c, epoch| {
+                let fired = schedules::fire_due(c, now, epoch, DISPATCH_BATCH)?;
                 let dispatched = self.dispatch(c, epoch, now)?;
                 let claimed = self.claim(c, epoch, now, capacity, &mut busy)?;
-                Ok((claimed, dispatched == DISPATCH_BATCH, store::next_due(c)?))
+                let more = dispatched == DISPATCH_BATCH || fired == DISPATCH_BATCH;
+                Ok((claimed, more, store::next_due(c)?))
             })?;
             if claimed.iter().any(|w| w.leaves_by_http()) {
                 // Output gate: what preceded a webhook is durable before it leaves.
@@ -664,6 +959,7 @@ impl Context {
                 }
             }
         }
+        flow_store::resolve_waits(c, &events, now)?;
         store::mark_dispatched(c, last)?;
         Ok(events.len())
     }
@@ -720,7 +1016,7 @@ impl Context {
                         )?;
                     }
                 }
-                Work::Action(_) => {}
+                Work::Action(_) | Work::Run(_) => {}
             }
         }
         let room = capacity.saturating_sub(out.len());
@@ -740,6 +1036,21 @@ impl Context {
                 store::claim_action(c, &a.id, now, lease(timeout), epoch)?;
                 busy.actions.insert(a.id.clone());
                 out.push(Work::Action(a));
+            }
+        }
+        let room = capacity.saturating_sub(out.len());
+        if room > 0 {
+            for run in flow_store::due_runs(c, now, room + busy.runs.len())? {
+                if out.len() >= capacity {
+                    break;
+                }
+                if busy.runs.contains(&run.id) {
+                    continue;
+                }
+                // An execution is one time budget of steps, each at most an action's timeout.
+                flow_store::claim_run(c, &run.id, lease(self.inner.env.action_timeout * 2), epoch)?;
+                busy.runs.insert(run.id.clone());
+                out.push(Work::Run(run));
             }
         }
         Ok(out)
@@ -768,6 +1079,11 @@ impl Context {
                 let kind = a.kind.clone();
                 let result = cx.attempt(a).await;
                 Outcome::Action { id, kind, result }
+            }),
+            Work::Run(run) => Box::pin(async move {
+                let id = run.id.clone();
+                let result = cx.execute_run(run).await;
+                Outcome::Run { id, result }
             }),
         }
     }
@@ -906,10 +1222,21 @@ impl Context {
     async fn webhook_action(&self, a: &Action) -> Result<Value, ActionError> {
         let spec: WebhookAction = serde_json::from_value(a.input.clone())
             .map_err(|e| ActionError::fatal(format!("stored webhook is unreadable: {e}")))?;
+        self.send_webhook(spec, &a.key).await
+    }
+
+    /// Makes an HTTP call from inside a turn (a workflow step), after the turn's writes so
+    /// far are durable (the output gate). Non-2xx replies are retryable errors.
+    pub async fn call_webhook(&self, w: &WebhookAction, key: &str) -> Result<Value, ActionError> {
+        self.inner.state.flush().await?;
+        self.send_webhook(w.clone(), key).await
+    }
+
+    async fn send_webhook(&self, spec: WebhookAction, key: &str) -> Result<Value, ActionError> {
         let method = http::Method::from_bytes(spec.method.as_deref().unwrap_or("POST").as_bytes())
             .map_err(|_| ActionError::fatal("invalid HTTP method"))?;
         let mut headers: Vec<(String, String)> = spec.headers.into_iter().collect();
-        headers.push(("idempotency-key".into(), a.key.clone()));
+        headers.push(("idempotency-key".into(), key.to_string()));
         let body = match spec.body {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => s.into_bytes(),
@@ -1015,6 +1342,17 @@ impl Context {
                             }
                         }
                     },
+                    Outcome::Run { id, result } => match result {
+                        Ok(()) => {}
+                        Err(e) if e.interrupted => {
+                            flow_store::release_run(c, id, now + INTERRUPTED_RETRY_MS)?;
+                        }
+                        Err(e) => {
+                            tracing::error!(run = %id, error = %e, "workflow run crashed; failed");
+                            let msg = format!("the run's execution crashed: {e}");
+                            flow_store::settle_run(c, id, flow_store::status::FAILED, None, None, Some(&msg), now)?;
+                        }
+                    },
                 }
             }
             Ok(())
@@ -1032,6 +1370,9 @@ impl Context {
                 }
                 Outcome::Action { id, .. } => {
                     busy.actions.remove(&id);
+                }
+                Outcome::Run { id, .. } => {
+                    busy.runs.remove(&id);
                 }
             }
         }
@@ -1082,7 +1423,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// The input of a webhook action (the built-in class's `POST /_actions`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookAction {
     pub url: String,
@@ -1122,6 +1463,7 @@ enum Work {
     ObjectBatch(String, Vec<Outgoing>),
     Webhook(Outgoing),
     Action(Action),
+    Run(Run),
 }
 
 impl Work {
@@ -1129,7 +1471,7 @@ impl Work {
         match self {
             Work::Webhook(_) => true,
             Work::Action(a) => a.kind == kind::WEBHOOK,
-            Work::ObjectBatch(..) => false,
+            Work::ObjectBatch(..) | Work::Run(_) => false,
         }
     }
 }
@@ -1140,4 +1482,5 @@ struct Busy {
     dests: HashSet<String>,
     webhooks: HashSet<i64>,
     actions: HashSet<String>,
+    runs: HashSet<String>,
 }

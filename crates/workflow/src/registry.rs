@@ -2,6 +2,7 @@
 //! handlers (`$.on.Noun.verb`). Built once per class, shared by all its objects.
 
 use crate::context::Context;
+use crate::flow::{Flow, FlowError, WorkflowFn};
 use crate::model::Event;
 use crate::pattern::Pattern;
 use crate::retry::RetryPolicy;
@@ -75,6 +76,7 @@ pub(crate) struct Handler {
 pub struct Registry {
     pub(crate) actions: HashMap<String, ActionFn>,
     pub(crate) handlers: Vec<Handler>,
+    pub(crate) workflows: HashMap<String, WorkflowFn>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -85,6 +87,7 @@ impl std::fmt::Debug for Registry {
                 "handlers",
                 &self.handlers.iter().map(|h| &h.name).collect::<Vec<_>>(),
             )
+            .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -116,6 +119,21 @@ impl Registry {
     /// # Panics
     /// On an invalid pattern or a duplicate name: registration happens once at startup, so
     /// a mistake there should stop the program at once.
+    /// A durable workflow: `f` is run (and re-run, replaying its journal) for each run
+    /// started with [`Context::start_workflow`].
+    pub fn workflow<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Flow) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FlowError>> + Send + 'static,
+    {
+        if let Err(e) = crate::flow_def::check_name(name) {
+            panic!("workflow name: {e}");
+        }
+        self.workflows
+            .insert(name.to_string(), Arc::new(move |flow| Box::pin(f(flow))));
+        self
+    }
+
     pub fn on<F, Fut>(self, pattern: &str, name: &str, f: F) -> Self
     where
         F: Fn(Context, Event) -> Fut + Send + Sync + 'static,

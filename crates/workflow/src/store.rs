@@ -1,5 +1,7 @@
 //! The workflow's tables in an object's database and every statement on them: events, the
-//! inbox (receiver-side dedup), subscriptions, the outbox, the action log and the DLQ.
+//! inbox (receiver-side dedup), subscriptions, the outbox, the action log and the DLQ. The
+//! schema also holds the tables of schedules (`schedules.rs`) and workflow runs
+//! (`flow_store.rs`), whose statements live with them.
 //!
 //! Plain synchronous functions on a connection, so they run inside whatever transaction the
 //! caller's turn has open (one transaction per durable fact) and tests call them directly.
@@ -82,6 +84,67 @@ CREATE TABLE IF NOT EXISTS _do_dlq (
   attempts INTEGER NOT NULL,
   created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS _do_schedules (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  every TEXT,
+  cron TEXT NOT NULL,
+  tz TEXT NOT NULL,
+  catch_up TEXT NOT NULL,
+  catch_up_limit INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  next_at INTEGER,
+  last_run_at INTEGER,
+  run_count INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _do_schedules_due ON _do_schedules(next_at);
+CREATE TABLE IF NOT EXISTS _do_workflows (
+  name TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _do_runs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  workflow TEXT NOT NULL,
+  status TEXT NOT NULL,
+  input TEXT NOT NULL,
+  definition TEXT,
+  next_at INTEGER,
+  claimed_by INTEGER,
+  result TEXT,
+  error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  completed_at INTEGER,
+  epoch INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _do_runs_due ON _do_runs(next_at);
+CREATE INDEX IF NOT EXISTS _do_runs_workflow ON _do_runs(workflow, seq);
+CREATE TABLE IF NOT EXISTS _do_steps (
+  run_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  result TEXT,
+  error TEXT,
+  wake_at INTEGER,
+  started_at INTEGER NOT NULL,
+  completed_at INTEGER,
+  PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _do_waits (
+  run_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  pattern TEXT NOT NULL,
+  filter TEXT,
+  after_seq INTEGER NOT NULL,
+  PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO _do_wf(key, value) VALUES ('epoch', 0), ('dispatched', 0);
 ";
 
@@ -90,7 +153,9 @@ type Result<T> = rusqlite::Result<T>;
 /// Creates the tables if this object has none yet.
 pub fn ensure_schema(c: &Connection) -> Result<()> {
     let exists = c
-        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_do_wf'")?
+        // The newest table: objects made by an older version get the tables added since
+        // (every statement of the schema is idempotent).
+        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_do_waits'")?
         .exists([])?;
     if !exists {
         c.execute_batch(SCHEMA)?;
@@ -624,12 +689,26 @@ pub fn claim_action(
 /// Records success. Only a running action completes, so a late duplicate attempt cannot
 /// overwrite the first result. Returns false if the action was not running.
 pub fn complete_action(c: &Connection, id: &str, result: &Value, now: i64) -> Result<bool> {
-    Ok(c.prepare_cached(
-        "UPDATE _do_actions SET status = 'completed', result = ?2, error = NULL, next_at = NULL, \
-         claimed_by = NULL, updated_at = ?3, completed_at = ?3 WHERE id = ?1 AND status = 'running'",
-    )?
-    .execute(params![id, json_text(result), now])?
-        > 0)
+    let key: Option<String> = c
+        .prepare_cached(
+            "UPDATE _do_actions SET status = 'completed', result = ?2, error = NULL, next_at = NULL, \
+             claimed_by = NULL, updated_at = ?3, completed_at = ?3 WHERE id = ?1 AND status = 'running' \
+             RETURNING key",
+        )?
+        .query_row(params![id, json_text(result), now], |r| r.get(0))
+        .optional()?;
+    if let Some(k) = &key {
+        wake_run_of_action(c, k, now)?;
+    }
+    Ok(key.is_some())
+}
+
+/// A workflow step waits on the action with this key (`wf:<run>:<step>`): its run goes on.
+fn wake_run_of_action(c: &Connection, key: &str, now: i64) -> Result<()> {
+    if let Some((run, _)) = key.strip_prefix("wf:").and_then(|k| k.rsplit_once(':')) {
+        crate::flow_store::wake_run(c, run, now)?;
+    }
+    Ok(())
 }
 
 /// What became of a failed attempt.
@@ -681,6 +760,7 @@ pub fn action_failed(
             .execute(params![id, error, now])?;
             let payload = serde_json::json!({ "actionId": a.id, "key": a.key, "name": a.name });
             dlq_add(c, &a.kind, &a.id, &payload, error, a.attempts, now)?;
+            wake_run_of_action(c, &a.key, now)?;
             Ok(AfterFailure::Dead)
         }
     }
@@ -733,6 +813,8 @@ pub fn next_due(c: &Connection) -> Result<Option<i64>> {
         c.prepare_cached("SELECT min(next_at) FROM _do_outbox WHERE dest = 'webhook'")?
             .query_row([], |r| r.get(0))?,
     );
+    earliest(crate::schedules::next_due(c)?);
+    earliest(crate::flow_store::next_due(c)?);
     // A queue to an object moves when its head is due.
     for dest in object_dests(c)? {
         earliest(
