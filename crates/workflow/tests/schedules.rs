@@ -197,7 +197,7 @@ impl DurableObject for Biz {
             "next_due" => Ok(json!(
                 cx.state()
                     .storage()
-                    .with(|s| { s.internal_read(|c| store::next_due(c)) })?
+                    .with(|s| { s.internal_read(store::next_due) })?
             )),
             _ => Err(ObjectError::not_found(method)),
         }
