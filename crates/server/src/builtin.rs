@@ -6,8 +6,8 @@
 
 use dotdo_runtime::{AlarmInfo, DurableObject, FnClass, ObjectClass, ObjectError, async_trait};
 use dotdo_workflow::{
-    ActionStatus, Context, DeliveryTarget, NewAction, Pattern, Registry, RetryPolicy,
-    WebhookAction, WorkflowEnv, kind,
+    ActionStatus, Context, DeliveryTarget, NewAction, NewSchedule, Pattern, Registry,
+    RetryPolicy, WebhookAction, WorkflowEnv, kind,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -105,7 +105,121 @@ struct Paged {
     limit: Option<usize>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByName {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    workflow: String,
+    #[serde(default)]
+    input: Value,
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListRuns {
+    workflow: Option<String>,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunOf {
+    workflow: Option<String>,
+    id: String,
+}
+
+/// A page of `items` with the cursor of the next page, if it may have more.
+fn paged<T: serde::Serialize>(items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Value {
+    let cursor = (items.len() == limit).then(|| items.last().map(&seq)).flatten();
+    json!({ "items": items, "cursor": cursor })
+}
+
 impl BusinessObject {
+    /// A run, if it exists and (when given) belongs to `workflow`.
+    fn run_of(&self, q: &RunOf) -> Result<dotdo_workflow::Run, ObjectError> {
+        self.cx
+            .workflow_run(&q.id)?
+            .filter(|r| q.workflow.as_deref().is_none_or(|w| w == r.workflow))
+            .ok_or_else(|| ObjectError::not_found(format!("no run `{}`", q.id)))
+    }
+
+    fn dispatch_durable(&self, method: &str, a: Value) -> Result<Value, ObjectError> {
+        let cx = &self.cx;
+        match method {
+            "schedules.create" => {
+                let req: NewSchedule = args(method, a)?;
+                let (schedule, created) = cx.schedule(req, false)?;
+                Ok(json!({ "schedule": schedule, "created": created }))
+            }
+            "schedules.list" => {
+                let q: Paged = args(method, a)?;
+                let limit = page(q.limit)?;
+                let items = cx.schedules(q.after.unwrap_or(0), limit)?;
+                Ok(paged(items, limit, |s| s.seq))
+            }
+            "schedules.get" => {
+                let q: ById = args(method, a)?;
+                cx.schedule_by_id(&q.id)?
+                    .map(|s| json!(s))
+                    .ok_or_else(|| ObjectError::not_found(format!("no schedule `{}`", q.id)))
+            }
+            "schedules.delete" => {
+                let q: ById = args(method, a)?;
+                if cx.unschedule(&q.id)? {
+                    Ok(json!({ "deleted": true }))
+                } else {
+                    Err(ObjectError::not_found(format!("no schedule `{}`", q.id)))
+                }
+            }
+            "workflows.define" => {
+                let (definition, created) = cx.define_workflow(a)?;
+                Ok(json!({ "definition": definition, "created": created }))
+            }
+            "workflows.list" => Ok(json!({ "items": cx.workflow_definitions()? })),
+            "workflows.get" => {
+                let q: ByName = args(method, a)?;
+                cx.workflow_definition(&q.name)?
+                    .ok_or_else(|| ObjectError::not_found(format!("no workflow `{}`", q.name)))
+            }
+            "workflows.delete" => {
+                let q: ByName = args(method, a)?;
+                if cx.delete_workflow(&q.name)? {
+                    Ok(json!({ "deleted": true }))
+                } else {
+                    Err(ObjectError::not_found(format!("no workflow `{}`", q.name)))
+                }
+            }
+            "runs.start" => {
+                let q: StartRun = args(method, a)?;
+                let (run, created) = cx.start_workflow(&q.workflow, q.input, q.id)?;
+                Ok(json!({ "run": run, "created": created }))
+            }
+            "runs.list" => {
+                let q: ListRuns = args(method, a)?;
+                let limit = page(q.limit)?;
+                let items = cx.workflow_runs(q.workflow.as_deref(), q.after.unwrap_or(0), limit)?;
+                Ok(paged(items, limit, |r| r.seq))
+            }
+            "runs.get" => {
+                let q: RunOf = args(method, a)?;
+                Ok(json!(self.run_of(&q)?))
+            }
+            "runs.cancel" => {
+                let q: RunOf = args(method, a)?;
+                self.run_of(&q)?;
+                Ok(json!(cx.cancel_run(&q.id)?))
+            }
+            other => Err(ObjectError::not_found(format!("no method named `{other}`"))),
+        }
+    }
+
     fn dispatch(&self, method: &str, a: Value) -> Result<Value, ObjectError> {
         let cx = &self.cx;
         match method {
@@ -211,7 +325,7 @@ impl BusinessObject {
                 }
             }
             "workflow.counts" => cx.counts(),
-            other => Err(ObjectError::not_found(format!("no method named `{other}`"))),
+            other => self.dispatch_durable(other, a),
         }
     }
 }

@@ -10,6 +10,7 @@ mod names;
 mod outbound;
 mod storage_api;
 mod values;
+mod durable_api;
 mod workflow_api;
 
 pub use builtin::{BUILTIN_NAMESPACE, BusinessObject, class as builtin_class};
@@ -95,6 +96,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
     };
     let object = storage_api::routes()
         .merge(workflow_api::routes())
+        .merge(durable_api::routes())
         .route("/", get(object_root))
         .route("/health", get(object_health))
         .layer(Extension(builtin));
@@ -197,6 +199,8 @@ async fn object_root(
         "subscriptions": store("_subscriptions", "subscriptions"),
         "dlq": store("_dlq", "dlq"),
         "outbox": { "count": counts["outbox"] },
+        "schedules": store("_schedules", "schedules"),
+        "workflows": { "$id": format!("{id}/_workflows"), "activeRuns": counts["activeRuns"] },
         "links": {
             "health": format!("{id}/health"),
             "storage": format!("{id}/_storage/kv"),
@@ -205,6 +209,8 @@ async fn object_root(
             "subscriptions": format!("{id}/_subscriptions"),
             "actions": format!("{id}/_actions"),
             "dlq": format!("{id}/_dlq"),
+            "schedules": format!("{id}/_schedules"),
+            "workflows": format!("{id}/_workflows"),
         },
     }))
     .into_response())

@@ -36,12 +36,12 @@ pub fn routes() -> Router<AppState> {
         .route("/_dlq/{id}/replay", post(replay_dlq))
 }
 
-async fn call(app: &AppState, t: &Target, method: &str, args: Value) -> Result<Value, ApiError> {
+pub(crate) async fn call(app: &AppState, t: &Target, method: &str, args: Value) -> Result<Value, ApiError> {
     Ok(app.host.call(&t.ns, &t.name, method, args).await?)
 }
 
 /// Query parameters as method arguments: the named integers parsed, the rest as strings.
-fn query_args(
+pub(crate) fn query_args(
     q: HashMap<String, String>,
     allowed: &[&str],
     ints: &[&str],
@@ -73,7 +73,7 @@ fn query_args(
     Ok(Value::Object(out))
 }
 
-fn id_param(p: &HashMap<String, String>) -> Result<String, ApiError> {
+pub(crate) fn id_param(p: &HashMap<String, String>) -> Result<String, ApiError> {
     p.get("id")
         .cloned()
         .ok_or_else(|| ApiError::bad_request("missing id"))

@@ -628,6 +628,17 @@ impl Context {
     /// is new; runs already started keep the definition they started with.
     pub fn define_workflow(&self, def: Value) -> Result<(Value, bool), ObjectError> {
         let parsed = crate::flow_def::parse(&def).map_err(ObjectError::bad_request)?;
+        for step in &parsed.steps {
+            if let crate::flow_def::Op::Action { kind: k, name, .. } = &step.op
+                && *k == kind::FUNCTION
+                && !self.inner.registry.actions.contains_key(name)
+            {
+                return Err(ObjectError::bad_request(format!(
+                    "step `{}`: no action named `{name}` is registered",
+                    step.name
+                )));
+            }
+        }
         if self.inner.registry.workflows.contains_key(&parsed.name) {
             return Err(ObjectError::new(
                 ErrorKind::Conflict,
