@@ -6,8 +6,8 @@
 
 use dotdo_runtime::{AlarmInfo, DurableObject, FnClass, ObjectClass, ObjectError, async_trait};
 use dotdo_workflow::{
-    ActionStatus, Context, DeliveryTarget, NewAction, NewSchedule, Pattern, Registry,
-    RetryPolicy, WebhookAction, WorkflowEnv, kind,
+    ActionStatus, Context, DeliveryTarget, NewAction, NewSchedule, Pattern, Registry, RetryPolicy,
+    WebhookAction, WorkflowEnv, kind,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -137,7 +137,9 @@ struct RunOf {
 
 /// A page of `items` with the cursor of the next page, if it may have more.
 fn paged<T: serde::Serialize>(items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Value {
-    let cursor = (items.len() == limit).then(|| items.last().map(&seq)).flatten();
+    let cursor = (items.len() == limit)
+        .then(|| items.last().map(&seq))
+        .flatten();
     json!({ "items": items, "cursor": cursor })
 }
 

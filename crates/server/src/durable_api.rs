@@ -27,7 +27,10 @@ use std::collections::HashMap;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_schedules", get(list_schedules).post(create_schedule))
-        .route("/_schedules/{id}", get(get_schedule).delete(delete_schedule))
+        .route(
+            "/_schedules/{id}",
+            get(get_schedule).delete(delete_schedule),
+        )
         .route("/_workflows", get(list_workflows).post(define_workflow))
         .route(
             "/_workflows/{name}",
@@ -65,7 +68,10 @@ async fn create_schedule(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let out = call(&app, &t, "schedules.create", body).await?;
-    let id = out["schedule"]["id"].as_str().unwrap_or_default().to_string();
+    let id = out["schedule"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     Ok(created(
         &t,
         out["created"] == true,

@@ -4,13 +4,13 @@
 //! holds no object state of its own: every request becomes a turn of an object on the `Host`.
 
 mod builtin;
+mod durable_api;
 mod error;
 mod extract;
 mod names;
 mod outbound;
 mod storage_api;
 mod values;
-mod durable_api;
 mod workflow_api;
 
 pub use builtin::{BUILTIN_NAMESPACE, BusinessObject, class as builtin_class};

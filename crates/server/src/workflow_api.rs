@@ -36,7 +36,12 @@ pub fn routes() -> Router<AppState> {
         .route("/_dlq/{id}/replay", post(replay_dlq))
 }
 
-pub(crate) async fn call(app: &AppState, t: &Target, method: &str, args: Value) -> Result<Value, ApiError> {
+pub(crate) async fn call(
+    app: &AppState,
+    t: &Target,
+    method: &str,
+    args: Value,
+) -> Result<Value, ApiError> {
     Ok(app.host.call(&t.ns, &t.name, method, args).await?)
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: start the real binary, talk to it.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod sink;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
