@@ -8,6 +8,7 @@
 
 mod http_load;
 mod runtime;
+mod schedules;
 mod stats;
 mod workflow;
 
@@ -43,6 +44,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let wants = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     // In-process runtime scenarios first, on a quiet disk.
+    if wants("schedules_next_alarm_10k") {
+        for line in schedules::next_alarm_10k()? {
+            println!("{line}");
+        }
+    }
     if wants("activation_evicted_1mb") {
         println!("{}", runtime::activation_1mb(200).await?);
     }
@@ -90,6 +96,13 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
                 println!("{}", line.with_name(scenario));
             }
+        }
+        let scenario = "schedule_alarm_lateness_1000_due_100_objects";
+        if wants(scenario) {
+            println!(
+                "{}",
+                schedules::alarm_lateness(&dotdo, durability, 3).await?
+            );
         }
         let scenario = "http_kv_put_10000_new_objects";
         if wants(scenario) {

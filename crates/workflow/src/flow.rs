@@ -603,6 +603,8 @@ impl Flow {
                 .await
             {
                 Ok(_) => {}
+                // Cut short (shutdown): the compensation goes on in the next execution.
+                Err(FlowError::Failed(e)) if e.interrupted => return Err(FlowError::Failed(e)),
                 Err(FlowError::Failed(e)) => failures.push(format!("{name}: {e}")),
                 Err(other) => return Err(other),
             }

@@ -134,6 +134,12 @@ impl Schedule {
             }
         }
         let next_run_at = table.next_after(now);
+        if next_run_at.is_none() {
+            return Err(format!(
+                "`{}` never comes round again (check the day and month)",
+                table.pattern()
+            ));
+        }
         Ok(Schedule {
             id,
             every: req.every,
@@ -151,7 +157,7 @@ impl Schedule {
     }
 
     fn timetable(&self) -> Result<Timetable, String> {
-        Timetable::from_cron(&self.cron, timetable::parse_tz(Some(&self.tz))?)
+        Timetable::stored(&self.cron, &self.tz)
     }
 
     /// Same definition (what it runs and when), whatever its progress.

@@ -94,6 +94,28 @@ impl Timetable {
         Ok(Timetable { cron, tz })
     }
 
+    /// A stored schedule's timetable. Parsed patterns are kept (most schedules share a few
+    /// patterns), since parsing costs more than finding the next run.
+    pub fn stored(pattern: &str, tz: &str) -> Result<Timetable, String> {
+        use parking_lot::Mutex;
+        use std::collections::HashMap;
+        use std::sync::OnceLock;
+        const KEEP: usize = 4096;
+        static PARSED: OnceLock<Mutex<HashMap<(String, String), Timetable>>> = OnceLock::new();
+        let parsed = PARSED.get_or_init(Default::default);
+        let key = (pattern.to_string(), tz.to_string());
+        if let Some(t) = parsed.lock().get(&key) {
+            return Ok(t.clone());
+        }
+        let t = Timetable::from_cron(pattern, parse_tz(Some(tz))?)?;
+        let mut map = parsed.lock();
+        if map.len() >= KEEP {
+            map.clear();
+        }
+        map.insert(key, t.clone());
+        Ok(t)
+    }
+
     /// A natural form (`every 5 minutes`, `every Monday at 09:00`).
     pub fn from_every(text: &str, tz: Tz) -> Result<Timetable, String> {
         let pattern = every_to_cron(text)?;
@@ -405,5 +427,7 @@ mod tests {
         );
         assert!(Timetable::from_cron("61 * * * *", Tz::UTC).is_err());
         assert!(parse_tz(Some("Mars/Olympus")).unwrap_err().contains("IANA"));
+        let never = Timetable::from_cron("0 0 30 2 *", Tz::UTC).unwrap();
+        assert_eq!(never.next_after(0), None, "30 February never comes");
     }
 }
