@@ -23,7 +23,7 @@ fn schedule(i: usize) -> anyhow::Result<Schedule> {
     let req: NewSchedule = serde_json::from_value(json!({
         "id": format!("s{i}"),
         "every": every[i % every.len()],
-        "tz": if i % 2 == 0 { "Europe/Berlin" } else { "America/New_York" },
+        "tz": if i.is_multiple_of(2) { "Europe/Berlin" } else { "America/New_York" },
         "action": { "emit": { "type": "Tick.fired" } },
     }))?;
     Schedule::build(req, T0 + i as i64 * 7_919).map_err(anyhow::Error::msg)
