@@ -122,6 +122,8 @@ struct Inner {
 /// | `$.try(action, input)` | [`Context::try_`] |
 /// | `$.do(action, input)` | [`Context::do_`] |
 /// | `$.on.Noun.verb(h)` | [`Registry::on`] |
+/// | `$.every('every day at 9am', h)` | [`Context::schedule`] with a registered action |
+/// | `Workflow(name, fn).run(input)` | [`Registry::workflow`], [`Context::start_workflow`] |
 ///
 /// A class that uses it must call [`Context::on_alarm`] from its `alarm`: the context owns the
 /// object's alarm and multiplexes its retries and deliveries onto it.

@@ -63,6 +63,43 @@ pub struct NewSchedule {
     pub action: Option<ScheduleAction>,
 }
 
+impl NewSchedule {
+    /// A schedule in a natural form: `NewSchedule::every("every day at 9am", action)`.
+    pub fn every(text: &str, action: ScheduleAction) -> Self {
+        NewSchedule {
+            every: Some(text.to_string()),
+            action: Some(action),
+            ..Default::default()
+        }
+    }
+
+    /// A schedule on a cron pattern (5 fields, or 6 with seconds first).
+    pub fn cron(pattern: &str, action: ScheduleAction) -> Self {
+        NewSchedule {
+            cron: Some(pattern.to_string()),
+            action: Some(action),
+            ..Default::default()
+        }
+    }
+
+    pub fn id(mut self, id: &str) -> Self {
+        self.id = Some(id.to_string());
+        self
+    }
+
+    /// The IANA time zone the pattern is read in (default UTC).
+    pub fn tz(mut self, tz: &str) -> Self {
+        self.tz = Some(tz.to_string());
+        self
+    }
+
+    pub fn catch_up(mut self, policy: CatchUp, limit: Option<u32>) -> Self {
+        self.catch_up = Some(policy.as_str().to_string());
+        self.catch_up_limit = limit;
+        self
+    }
+}
+
 /// A stored schedule. Times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -190,6 +190,18 @@ impl DurableObject for Biz {
                 }
                 Ok(Value::Null)
             }
+            "schedule_fn" => {
+                // The Rust way: a registered action on a natural-form schedule.
+                let action = ScheduleAction::Function(schedules::FunctionSpec {
+                    name: "note".into(),
+                    input: json!({ "memo": "hi" }),
+                });
+                let req = NewSchedule::every("every minute", action)
+                    .id("notes")
+                    .tz("Europe/Berlin");
+                Ok(json!(cx.schedule(req, true)?.0))
+            }
+            "notes" => Ok(cx.state().storage().get_json("notes")?.unwrap_or(json!([]))),
             "schedules" => Ok(json!(cx.schedules(0, 100_000)?)),
             "schedule_get" => Ok(json!(cx.schedule_by_id(a["id"].as_str().unwrap())?)),
             "events" => Ok(json!(cx.events(0, None, 100_000)?.0)),
@@ -209,7 +221,15 @@ impl DurableObject for Biz {
 }
 
 fn open_host(dir: &std::path::Path, clock: &ManualClock) -> Host {
-    let reg = Arc::new(Registry::new());
+    let reg = Arc::new(
+        Registry::new().action("note", |cx: Context, input: Value| async move {
+            let st = cx.state().storage();
+            let mut notes = st.get_json("notes")?.unwrap_or(json!([]));
+            notes.as_array_mut().unwrap().push(input);
+            st.put_json("notes", notes)?;
+            Ok(Value::Null)
+        }),
+    );
     let env = Arc::new(WorkflowEnv::new(Arc::new(NoOutbound)));
     let mut o = HostOptions::new(dir).class(
         "biz",
@@ -291,6 +311,33 @@ async fn schedules_fire_on_the_alarm_and_move_on() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, dotdo_runtime::ErrorKind::Conflict);
+    host.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_a_registered_action_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = utc(2026, 1, 1, 0, 0);
+    let clock = ManualClock::new(t0 + 10);
+    let host = open_host(dir.path(), &clock);
+    let s = call(&host, "schedule_fn", Value::Null).await;
+    assert_eq!(s["nextRunAt"], t0 + 60_000);
+    assert_eq!(s["tz"], "Europe/Berlin");
+    clock.set(t0 + 60_000);
+    eventually("the action ran", || async {
+        call(&host, "notes", Value::Null)
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    let notes = call(&host, "notes", Value::Null).await;
+    assert_eq!(
+        notes[0],
+        json!({ "schedule": "notes", "scheduledAt": t0 + 60_000, "input": { "memo": "hi" } })
+    );
     host.shutdown(Duration::from_secs(5)).await;
 }
 
