@@ -619,9 +619,20 @@ impl Context {
         self.read(|c| schedules::get(c, id))
     }
 
-    /// Deletes a schedule; runs already started go on.
+    /// Deletes a schedule; runs already started go on. The alarm moves to the next work.
     pub fn unschedule(&self, id: &str) -> Result<bool, ObjectError> {
-        self.write(|c, _| schedules::delete(c, id))
+        let now = self.now();
+        self.with_storage(|s, _| {
+            if !s.internal(|c| schedules::delete(c, id))? {
+                return Ok(false);
+            }
+            match s.internal(|c| store::next_work(c, now))? {
+                Some(at) if s.get_alarm()? != Some(at) => s.set_alarm(at)?,
+                Some(_) => {}
+                None => s.delete_alarm()?,
+            }
+            Ok(true)
+        })
     }
 
     // ---- durable workflows ----

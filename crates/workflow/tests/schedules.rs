@@ -203,6 +203,7 @@ impl DurableObject for Biz {
             }
             "notes" => Ok(cx.state().storage().get_json("notes")?.unwrap_or(json!([]))),
             "schedules" => Ok(json!(cx.schedules(0, 100_000)?)),
+            "unschedule" => Ok(json!(cx.unschedule(a["id"].as_str().unwrap())?)),
             "schedule_get" => Ok(json!(cx.schedule_by_id(a["id"].as_str().unwrap())?)),
             "events" => Ok(json!(cx.events(0, None, 100_000)?.0)),
             "alarm" => Ok(json!(cx.state().storage().get_alarm()?)),
@@ -311,6 +312,19 @@ async fn schedules_fire_on_the_alarm_and_move_on() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, dotdo_runtime::ErrorKind::Conflict);
+    // Deleting the only schedule clears the alarm; runs stop.
+    eventually("the pump idle", || async {
+        call(&host, "alarm", Value::Null).await == t0 + 1_200_000
+    })
+    .await;
+    assert_eq!(
+        call(&host, "unschedule", json!({ "id": "tick" })).await,
+        true
+    );
+    assert_eq!(call(&host, "alarm", Value::Null).await, Value::Null);
+    clock.set(t0 + 1_200_000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ticks(&host).await.len(), 3);
     host.shutdown(Duration::from_secs(5)).await;
 }
 
