@@ -184,7 +184,7 @@ impl BusinessObject {
                 let (definition, created) = cx.define_workflow(a)?;
                 Ok(json!({ "definition": definition, "created": created }))
             }
-            "workflows.list" => Ok(json!({ "items": cx.workflow_definitions()? })),
+            "workflows.list" => Ok(json!({ "items": cx.workflow_definitions()?, "cursor": null })),
             "workflows.get" => {
                 let q: ByName = args(method, a)?;
                 cx.workflow_definition(&q.name)?

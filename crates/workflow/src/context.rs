@@ -873,10 +873,10 @@ impl Context {
             let now = self.now();
             let capacity = self.inner.env.max_in_flight.saturating_sub(running.len());
             let (claimed, more, next) = self.write(|c, epoch| {
-                let fired = schedules::fire_due(c, now, epoch, DISPATCH_BATCH)?;
+                let more_due = schedules::fire_due(c, now, epoch, DISPATCH_BATCH)?;
                 let dispatched = self.dispatch(c, epoch, now)?;
                 let claimed = self.claim(c, epoch, now, capacity, &mut busy)?;
-                let more = dispatched == DISPATCH_BATCH || fired == DISPATCH_BATCH;
+                let more = dispatched == DISPATCH_BATCH || more_due;
                 Ok((claimed, more, store::next_due(c)?))
             })?;
             if claimed.iter().any(|w| w.leaves_by_http()) {
@@ -1372,9 +1372,8 @@ impl Context {
                             flow_store::release_run(c, id, now + INTERRUPTED_RETRY_MS)?;
                         }
                         Err(e) => {
-                            tracing::error!(run = %id, error = %e, "workflow run crashed; failed");
-                            let msg = format!("the run's execution crashed: {e}");
-                            flow_store::settle_run(c, id, flow_store::status::FAILED, None, None, Some(&msg), now)?;
+                            let failed = flow_store::crashed(c, id, &e.message, now)?;
+                            tracing::error!(run = %id, error = %e, failed, "a workflow run's execution crashed");
                         }
                     },
                 }

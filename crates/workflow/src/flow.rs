@@ -119,8 +119,9 @@ struct FlowInner {
     run_id: String,
     workflow: String,
     input: Value,
-    /// Clock time the execution began, for the per-execution time budget.
-    began: i64,
+    /// When this execution first ran a step (rather than replaying one): the time budget
+    /// counts from there, and the first new step always runs.
+    began: Mutex<Option<i64>>,
     next: Mutex<u32>,
     compensations: Mutex<Vec<Compensation>>,
     suspended: Mutex<Option<Suspend>>,
@@ -157,14 +158,13 @@ enum Replay {
 
 impl Flow {
     pub(crate) fn new(cx: Context, run_id: String, workflow: String, input: Value) -> Flow {
-        let began = cx.now_ms();
         Flow {
             inner: Arc::new(FlowInner {
                 cx,
                 run_id,
                 workflow,
                 input,
-                began,
+                began: Mutex::new(None),
                 next: Mutex::new(0),
                 compensations: Mutex::new(Vec::new()),
                 suspended: Mutex::new(None),
@@ -239,7 +239,7 @@ impl Flow {
         let run = self.inner.run_id.clone();
         let (entry, run_status) = self.inner.cx.read_internal(|c| {
             let s = flow_store::step(c, &run, idx)?;
-            let st = flow_store::run(c, &run)?.map(|r| r.status);
+            let st = flow_store::run_status(c, &run)?;
             Ok((s, st))
         })?;
         if run_status.as_deref() == Some(status::CANCELLED) {
@@ -291,6 +291,7 @@ impl Flow {
             until: None,
             started_at: self.now(),
             completed_at: None,
+            log_seq: 0,
         }
     }
 
@@ -343,9 +344,10 @@ impl Flow {
             Replay::Again { attempts, .. } => attempts,
             Replay::Fresh | Replay::Pending => 0,
         };
-        // Long work is cut into executions no longer than an action's timeout.
+        // Long work is cut into executions that start no new step after an action's timeout.
         let budget = i64::try_from(self.inner.cx.action_timeout().as_millis()).unwrap_or(i64::MAX);
-        if now - self.inner.began > budget {
+        let began = *self.inner.began.lock().get_or_insert(now);
+        if now - began > budget {
             return Err(self.suspend(Suspend::At(now, status::RUNNING)));
         }
         let mut rec = entry.unwrap_or_else(|| self.entry(idx, name, kind, "running"));
@@ -454,8 +456,9 @@ impl Flow {
     }
 
     /// Waits until an event whose type matches `pattern` (`Noun.verb`, `*` wildcards) and
-    /// whose data contains `filter` is logged in this object after the wait began. Fails
-    /// when `timeout` passes first.
+    /// whose data contains `filter` is logged in this object after the previous step began
+    /// (so the reply to that step's call counts even if it came first). Fails when `timeout`
+    /// passes first.
     pub async fn wait_for_event(
         &self,
         name: &str,
@@ -479,19 +482,42 @@ impl Flow {
             let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4);
             let mut e = self.entry(idx, name, "waitForEvent", "waiting");
             e.until = Some(now.saturating_add(ms));
-            let wait = Wait {
-                run: run.clone(),
-                idx,
-                pattern: pattern.to_string(),
-                filter,
-                after_seq: 0,
-            };
-            self.inner.cx.write_internal(|c| {
+            let parsed = Pattern::parse(pattern).map_err(FlowError::fail)?;
+            // Events count from when the previous step began, so a callback to that step's
+            // call is not missed; ones already logged are looked for now, later ones when
+            // the pump dispatches them.
+            let found = self.inner.cx.write_internal(|c| {
+                let from = match idx.checked_sub(1) {
+                    Some(prev) => flow_store::step(c, &run, prev)?.map(|s| s.log_seq),
+                    None => None,
+                };
+                let logged = flow_store::last_event_seq(c)?;
+                if let Some(ev) =
+                    flow_store::find_event(c, from.unwrap_or(logged), &parsed, filter.as_ref())?
+                {
+                    e.status = "completed".into();
+                    e.result = Some(serde_json::to_value(&ev).unwrap_or(Value::Null));
+                    e.completed_at = Some(now);
+                    flow_store::put_step(c, &run, &e)?;
+                    return Ok(Some(ev));
+                }
                 flow_store::put_step(c, &run, &e)?;
-                let after_seq = flow_store::last_event_seq(c)?;
-                flow_store::add_wait(c, &Wait { after_seq, ..wait })
+                flow_store::add_wait(
+                    c,
+                    &Wait {
+                        run: run.clone(),
+                        idx,
+                        pattern: pattern.to_string(),
+                        filter,
+                        after_seq: logged,
+                    },
+                )?;
+                Ok(None)
             })?;
-            return Err(self.suspend(Suspend::On(idx, e.until)));
+            return match found {
+                Some(ev) => Ok(ev),
+                None => Err(self.suspend(Suspend::On(idx, e.until))),
+            };
         };
         let deadline = rec.until.unwrap_or(now);
         if deadline > now {
@@ -640,7 +666,13 @@ pub(crate) async fn execute(flow: Flow, f: WorkflowFn) -> Settled {
                 };
             }
         }
-        Ok(_) | Err(FlowError::Suspended) => return suspended(&flow, status::RUNNING),
+        Ok(_) => return suspended(&flow, status::RUNNING),
+        Err(FlowError::Suspended) if flow.suspension().is_some() => {
+            return suspended(&flow, status::RUNNING);
+        }
+        Err(FlowError::Suspended) => ActionError::fatal(
+            "the workflow returned `Suspended` but no step suspended; pass up the error of a step",
+        ),
         Err(FlowError::Cancelled) => {
             return Settled {
                 status: status::CANCELLED,
@@ -725,7 +757,7 @@ fn suspended(flow: &Flow, default_status: &'static str) -> Settled {
             };
             (st, if arrived { Some(now) } else { deadline })
         }
-        // Stopped without saying why (it swallowed a suspension): try again shortly.
+        // Not reached: `execute` fails a run that claims to be suspended without a reason.
         None => (default_status, Some(now + 1_000)),
     };
     Settled {

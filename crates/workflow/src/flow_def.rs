@@ -162,21 +162,21 @@ fn parse_step(s: &Value) -> Result<StepDef, String> {
     if let Some(r) = &retry {
         r.check().map_err(|e| format!("retry: {e}"))?;
     }
-    let compensate = obj
-        .get("compensate")
-        .map(|c| {
-            let o = c.as_object().filter(|o| o.len() == 1).ok_or(
-                "compensate: one of webhook, emit, action (e.g. { \"webhook\": { \"url\": … } })",
-            )?;
-            let (k, v) = o.iter().next().ok_or("compensate is empty")?;
-            if !matches!(k.as_str(), "webhook" | "emit" | "action") {
-                return Err(format!(
-                    "compensate: `{k}` cannot undo a step (use webhook, emit or action)"
-                ));
-            }
-            parse_op(k, v).map_err(|e| format!("compensate.{k}: {e}"))
-        })
-        .transpose()?;
+    let compensate =
+        obj.get("compensate")
+            .map(|c| {
+                let o = c.as_object().filter(|o| o.len() == 1).ok_or(
+                    "compensate: one of webhook, emit (e.g. { \"webhook\": { \"url\": … } })",
+                )?;
+                let (k, v) = o.iter().next().ok_or("compensate is empty")?;
+                if !matches!(k.as_str(), "webhook" | "emit") {
+                    return Err(format!(
+                        "compensate: `{k}` cannot undo a step (use webhook or emit)"
+                    ));
+                }
+                parse_op(k, v).map_err(|e| format!("compensate.{k}: {e}"))
+            })
+            .transpose()?;
     Ok(StepDef {
         name: name.to_string(),
         op,
@@ -410,10 +410,10 @@ async fn undo_op(flow: &Flow, name: &str, op: &Op, scope: &Value) -> Result<Valu
                 .map_err(ActionError::from)?;
             Ok(serde_json::to_value(ev).unwrap_or(Value::Null))
         }
-        Op::Action { .. } => Err(ActionError::fatal(format!(
-            "compensation of `{name}`: a durable action cannot run inside a compensation; use a webhook"
-        ))),
-        Op::Sleep(_) | Op::WaitForEvent { .. } => Ok(Value::Null),
+        // Refused when the definition is checked.
+        Op::Action { .. } | Op::Sleep(_) | Op::WaitForEvent { .. } => Err(ActionError::fatal(
+            format!("`{name}` has a compensation that cannot run"),
+        )),
     }
 }
 
@@ -544,6 +544,11 @@ mod tests {
             ),
             (
                 json!({"name": "w", "steps": [{"name": "a", "sleep": "1s", "compensate": {"sleep": "1s"}}]}),
+                "cannot undo",
+            ),
+            (
+                json!({"name": "w", "steps": [{"name": "a", "sleep": "1s",
+                    "compensate": {"action": {"webhook": {"url": "http://x"}}}}]}),
                 "cannot undo",
             ),
             (

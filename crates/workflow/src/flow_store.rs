@@ -51,6 +51,9 @@ pub struct StepRecord {
     pub started_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<i64>,
+    /// The event log's position when the step was first journaled.
+    #[serde(skip)]
+    pub log_seq: i64,
 }
 
 /// A workflow run. `journal` is filled only when one run is read.
@@ -183,6 +186,12 @@ pub fn run(c: &Connection, id: &str) -> Result<Option<Run>> {
     Ok(Some(run))
 }
 
+pub fn run_status(c: &Connection, id: &str) -> Result<Option<String>> {
+    c.prepare_cached("SELECT status FROM _do_runs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+}
+
 fn current_step(c: &Connection, id: &str) -> Result<Option<String>> {
     c.prepare_cached("SELECT name FROM _do_steps WHERE run_id = ?1 ORDER BY idx DESC LIMIT 1")?
         .query_row([id], |r| r.get(0))
@@ -213,8 +222,11 @@ pub fn runs(c: &Connection, workflow: Option<&str>, after: i64, limit: usize) ->
 }
 
 pub fn run_count(c: &Connection) -> Result<i64> {
-    c.prepare_cached("SELECT count(*) FROM _do_runs WHERE status NOT IN ('completed', 'failed', 'compensated', 'cancelled')")?
-        .query_row([], |r| r.get(0))
+    c.prepare_cached(
+        "SELECT count(*) FROM _do_runs \
+         WHERE status IN ('running', 'sleeping', 'waiting', 'compensating')",
+    )?
+    .query_row([], |r| r.get(0))
 }
 
 /// Runs due to execute.
@@ -245,6 +257,10 @@ pub fn settle_run(
     now: i64,
 ) -> Result<bool> {
     let done = status::is_final(status).then_some(now);
+    if done.is_some() {
+        c.prepare_cached("DELETE FROM _do_waits WHERE run_id = ?1")?
+            .execute([id])?;
+    }
     Ok(c.prepare_cached(
         "UPDATE _do_runs SET status = ?2, next_at = ?3, result = ?4, error = coalesce(?5, error), \
          claimed_by = NULL, updated_at = ?6, completed_at = ?7 \
@@ -292,7 +308,38 @@ pub fn cancel_run(c: &Connection, id: &str, now: i64) -> Result<bool> {
         .execute(params![id, now])?;
     c.prepare_cached("DELETE FROM _do_waits WHERE run_id = ?1")?
         .execute([id])?;
+    if changed > 0 {
+        // Durable actions the run started and that have not begun an attempt stop too.
+        c.prepare_cached(
+            "UPDATE _do_actions SET status = 'failed', error = 'the workflow run was cancelled', \
+             next_at = NULL, updated_at = ?3 WHERE key >= ?1 AND key < ?2 AND status = 'pending'",
+        )?
+        .execute(params![format!("wf:{id}:"), format!("wf:{id};"), now])?;
+    }
     Ok(changed > 0)
+}
+
+/// Executions of one run that may crash (an error or panic outside its steps) before the
+/// run fails.
+pub const MAX_CRASHES: i64 = 3;
+
+/// Records a crashed execution: the run is tried again after a backoff, or fails once it
+/// crashed [`MAX_CRASHES`] times. Returns true if it failed.
+pub fn crashed(c: &Connection, id: &str, error: &str, now: i64) -> Result<bool> {
+    let crashes: i64 = c
+        .prepare_cached(
+            "UPDATE _do_runs SET crashes = crashes + 1 WHERE id = ?1 RETURNING crashes",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(MAX_CRASHES);
+    if crashes >= MAX_CRASHES {
+        let msg = format!("the run's execution crashed {crashes} times; last: {error}");
+        settle_run(c, id, status::FAILED, None, None, Some(&msg), now)?;
+        return Ok(true);
+    }
+    release_run(c, id, now + 1_000 * (1 << crashes))?;
+    Ok(false)
 }
 
 /// Hands runs claimed by earlier activations back, due now.
@@ -312,7 +359,7 @@ pub fn next_due(c: &Connection) -> Result<Option<i64>> {
 // ---- the journal ----
 
 const STEP_COLS: &str =
-    "idx, name, kind, status, attempts, result, error, wake_at, started_at, completed_at";
+    "idx, name, kind, status, attempts, result, error, wake_at, started_at, completed_at, log_seq";
 
 fn step_row(r: &Row<'_>) -> Result<StepRecord> {
     Ok(StepRecord {
@@ -326,6 +373,7 @@ fn step_row(r: &Row<'_>) -> Result<StepRecord> {
         until: r.get(7)?,
         started_at: r.get(8)?,
         completed_at: r.get(9)?,
+        log_seq: r.get(10)?,
     })
 }
 
@@ -349,7 +397,8 @@ pub fn journal(c: &Connection, run: &str) -> Result<Vec<StepRecord>> {
 pub fn put_step(c: &Connection, run: &str, s: &StepRecord) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO _do_steps(run_id, idx, name, kind, status, attempts, result, error, wake_at, \
-         started_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         started_at, completed_at, log_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+         (SELECT coalesce(max(seq), 0) FROM _do_events)) \
          ON CONFLICT(run_id, idx) DO UPDATE SET status = excluded.status, \
          attempts = excluded.attempts, result = excluded.result, error = excluded.error, \
          wake_at = excluded.wake_at, completed_at = excluded.completed_at",
@@ -423,19 +472,46 @@ pub fn last_event_seq(c: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// The first event after `after` whose type matches and whose data contains `filter`.
+pub fn find_event(
+    c: &Connection,
+    after: i64,
+    pattern: &Pattern,
+    filter: Option<&Value>,
+) -> Result<Option<Event>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {} FROM _do_events WHERE seq > ?1 ORDER BY seq",
+        crate::store::EVENT_COLS
+    ))?;
+    let mut rows = stmt.query([after])?;
+    while let Some(r) = rows.next()? {
+        let ev = crate::store::event_row(r)?;
+        if pattern.matches(&ev.kind) && filter.is_none_or(|f| contains(&ev.data, f)) {
+            return Ok(Some(ev));
+        }
+    }
+    Ok(None)
+}
+
 /// Hands events to the runs waiting for them: the wait's step completes with the event and
 /// the run is due now, in the transaction that dispatches the events.
 pub fn resolve_waits(c: &Connection, events: &[Event], now: i64) -> Result<()> {
-    let mut waits = waits(c)?;
+    let mut waits: Vec<(Wait, Option<Pattern>)> = waits(c)?
+        .into_iter()
+        .map(|w| {
+            let p = Pattern::parse(&w.pattern).ok();
+            (w, p)
+        })
+        .collect();
     if waits.is_empty() {
         return Ok(());
     }
     for ev in events {
         let mut i = 0;
         while i < waits.len() {
-            let w = &waits[i];
+            let (w, pattern) = &waits[i];
             let hit = ev.seq > w.after_seq
-                && Pattern::parse(&w.pattern).is_ok_and(|p| p.matches(&ev.kind))
+                && pattern.as_ref().is_some_and(|p| p.matches(&ev.kind))
                 && w.filter.as_ref().is_none_or(|f| contains(&ev.data, f));
             if !hit {
                 i += 1;

@@ -323,9 +323,12 @@ pub fn run_key(schedule: &str, at: i64) -> String {
     format!("schedule:{schedule}:{at}")
 }
 
+/// Runs one pump step records at most (about: one schedule's catch-up is never split).
+const RUNS_PER_STEP: usize = 1_000;
+
 /// Plans the runs of up to `limit` due schedules, oldest due first: records each run and
-/// moves the schedules on. Returns how many schedules were due.
-pub fn fire_due(c: &Connection, now: i64, epoch: i64, limit: usize) -> rusqlite::Result<usize> {
+/// moves the schedules on. Returns true if more may be due (the next step takes them).
+pub fn fire_due(c: &Connection, now: i64, epoch: i64, limit: usize) -> rusqlite::Result<bool> {
     let due: Vec<Schedule> = c
         .prepare_cached(&format!(
             "SELECT {COLS} FROM _do_schedules WHERE next_at <= ?1 ORDER BY next_at"
@@ -333,7 +336,11 @@ pub fn fire_due(c: &Connection, now: i64, epoch: i64, limit: usize) -> rusqlite:
         .query_map([now], row)?
         .take(limit)
         .collect::<rusqlite::Result<_>>()?;
+    let mut runs = 0;
     for s in &due {
+        if runs >= RUNS_PER_STEP {
+            return Ok(true);
+        }
         let Some(due_at) = s.next_run_at else {
             continue;
         };
@@ -353,6 +360,7 @@ pub fn fire_due(c: &Connection, now: i64, epoch: i64, limit: usize) -> rusqlite:
         for &at in &plan.runs {
             start_run(c, s, at, now, epoch)?;
         }
+        runs += plan.runs.len();
         c.prepare_cached(
             "UPDATE _do_schedules SET next_at = ?2, last_run_at = coalesce(?3, last_run_at), \
              run_count = run_count + ?4 WHERE id = ?1",
@@ -364,7 +372,7 @@ pub fn fire_due(c: &Connection, now: i64, epoch: i64, limit: usize) -> rusqlite:
             plan.runs.len() as i64
         ])?;
     }
-    Ok(due.len())
+    Ok(due.len() == limit)
 }
 
 fn start_run(c: &Connection, s: &Schedule, at: i64, now: i64, epoch: i64) -> rusqlite::Result<()> {

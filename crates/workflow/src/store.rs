@@ -119,9 +119,12 @@ CREATE TABLE IF NOT EXISTS _do_runs (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   completed_at INTEGER,
+  crashes INTEGER NOT NULL DEFAULT 0,
   epoch INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS _do_runs_due ON _do_runs(next_at);
+CREATE INDEX IF NOT EXISTS _do_runs_status ON _do_runs(status);
+CREATE INDEX IF NOT EXISTS _do_runs_claimed ON _do_runs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX IF NOT EXISTS _do_runs_workflow ON _do_runs(workflow, seq);
 CREATE TABLE IF NOT EXISTS _do_steps (
   run_id TEXT NOT NULL,
@@ -135,6 +138,7 @@ CREATE TABLE IF NOT EXISTS _do_steps (
   wake_at INTEGER,
   started_at INTEGER NOT NULL,
   completed_at INTEGER,
+  log_seq INTEGER NOT NULL,
   PRIMARY KEY (run_id, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _do_waits (
@@ -207,9 +211,9 @@ fn retry_text(p: &RetryPolicy) -> String {
 
 // ---- events ----
 
-const EVENT_COLS: &str = "seq, id, type, subject, data, ts, source, hops";
+pub(crate) const EVENT_COLS: &str = "seq, id, type, subject, data, ts, source, hops";
 
-fn event_row(r: &Row<'_>) -> Result<Event> {
+pub(crate) fn event_row(r: &Row<'_>) -> Result<Event> {
     Ok(Event {
         seq: r.get(0)?,
         id: r.get(1)?,

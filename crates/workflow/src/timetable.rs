@@ -18,7 +18,7 @@ pub const MISFIRE_GRACE_MS: i64 = 60_000;
 /// Most runs `catch_up` makes for one stretch of downtime, unless the schedule says.
 pub const DEFAULT_CATCH_UP_CAP: u32 = 100;
 /// Largest cap a schedule may ask for.
-pub const MAX_CATCH_UP_CAP: u32 = 10_000;
+pub const MAX_CATCH_UP_CAP: u32 = 1_000;
 
 /// What to do with runs missed while the object was not running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,6 +73,26 @@ fn registry(world: Arc<World>) -> Registry {
     let w2 = world.clone();
     let w3 = world;
     Registry::new()
+        .action("decline", |_cx, _input: Value| async move {
+            Err(ActionError::retry("card declined"))
+        })
+        .workflow("hold", |flow: Flow| async move {
+            flow.action("pay", "decline", kind::FUNCTION, json!({}), None)
+                .await
+        })
+        .workflow("callback", |flow: Flow| async move {
+            let cx = flow.context().clone();
+            // The reply to a call can come before the wait for it begins.
+            flow.step("call", || async move {
+                cx.send("Reply.received", None, json!({ "n": 1 }))?;
+                Ok(Value::Null)
+            })
+            .await?;
+            let ev = flow
+                .wait_for_event("reply", "Reply.*", None, Duration::from_secs(60))
+                .await?;
+            Ok(ev.data)
+        })
         .action("bill", move |_cx, input: Value| {
             let world = w3.clone();
             async move {
@@ -176,6 +196,7 @@ impl DurableObject for Biz {
             "define" => Ok(json!(cx.define_workflow(a)?.0)),
             "emit" => Ok(json!(cx.send(&s("type"), None, a["data"].clone())?)),
             "events" => Ok(json!(cx.events(0, None, 1000)?.0)),
+            "action" => Ok(json!(cx.action_by_key(&s("key"))?)),
             _ => Err(ObjectError::not_found(method)),
         }
     }
@@ -518,4 +539,51 @@ async fn a_json_definition_runs_with_templates_sleep_wait_and_compensation() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, dotdo_runtime::ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn a_wait_sees_the_reply_to_the_previous_step_but_not_older_events() {
+    let fx = fixture();
+    // An older event of the same type does not count.
+    fx.call(
+        "emit",
+        json!({ "type": "Reply.received", "data": { "n": 0 } }),
+    )
+    .await;
+    fx.call("start", json!({ "workflow": "callback", "id": "c1" }))
+        .await;
+    let r = fx.wait_status("c1", "completed").await;
+    assert_eq!(r["result"], json!({ "n": 1 }));
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_its_pending_actions() {
+    let fx = fixture();
+    fx.call("start", json!({ "workflow": "hold", "id": "h1" }))
+        .await;
+    fx.wait_status("h1", "waiting").await;
+    // The action failed once and waits for its retry (the manual clock stands still).
+    let key = "wf:h1:0";
+    for _ in 0..500 {
+        let a = fx
+            .host
+            .call("biz", "acme", "action", json!({ "key": key }))
+            .await
+            .unwrap();
+        if a["status"] == "pending" && a["attempts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fx.call("cancel", json!({ "id": "h1" })).await;
+    let a = fx.call("action", json!({ "key": key })).await;
+    assert_eq!(a["status"], "failed");
+    assert_eq!(a["error"], "the workflow run was cancelled");
+    fx.clock.advance(60_000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        fx.call("action", json!({ "key": key })).await["attempts"],
+        1,
+        "no further attempt"
+    );
 }
