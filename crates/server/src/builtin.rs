@@ -23,7 +23,7 @@ pub const MAX_PAGE: usize = 1000;
 pub const DEFAULT_PAGE: usize = 100;
 
 pub struct BusinessObject {
-    cx: Context,
+    pub(crate) cx: Context,
 }
 
 pub fn class(env: Arc<WorkflowEnv>) -> Arc<dyn ObjectClass> {
@@ -33,12 +33,12 @@ pub fn class(env: Arc<WorkflowEnv>) -> Arc<dyn ObjectClass> {
     })
 }
 
-fn args<T: DeserializeOwned>(method: &str, v: Value) -> Result<T, ObjectError> {
+pub(crate) fn args<T: DeserializeOwned>(method: &str, v: Value) -> Result<T, ObjectError> {
     let v = if v.is_null() { json!({}) } else { v };
     serde_json::from_value(v).map_err(|e| ObjectError::bad_request(format!("{method}: {e}")))
 }
 
-fn page(limit: Option<usize>) -> Result<usize, ObjectError> {
+pub(crate) fn page(limit: Option<usize>) -> Result<usize, ObjectError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -218,7 +218,7 @@ impl BusinessObject {
                 self.run_of(&q)?;
                 Ok(json!(cx.cancel_run(&q.id)?))
             }
-            other => Err(ObjectError::not_found(format!("no method named `{other}`"))),
+            other => self.dispatch_stores(other, a),
         }
     }
 

@@ -4,12 +4,14 @@
 //! holds no object state of its own: every request becomes a turn of an object on the `Host`.
 
 mod builtin;
+mod builtin_stores;
 mod durable_api;
 mod error;
 mod extract;
 mod names;
 mod outbound;
 mod storage_api;
+mod things_api;
 mod values;
 mod workflow_api;
 
@@ -97,6 +99,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
     let object = storage_api::routes()
         .merge(workflow_api::routes())
         .merge(durable_api::routes())
+        .merge(things_api::routes())
         .route("/", get(object_root))
         .route("/health", get(object_health))
         .layer(Extension(builtin));
@@ -157,6 +160,13 @@ async fn index(State(app): State<AppState>, headers: axum::http::HeaderMap) -> R
             json!({ "name": n, "$id": format!("{origin}/{enc}") })
         })
         .collect();
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return site(&origin, &links).into_response();
+    }
     Json(json!({
         "$context": origin,
         "$type": format!("{origin}/"),
@@ -167,6 +177,34 @@ async fn index(State(app): State<AppState>, headers: axum::http::HeaderMap) -> R
         "objects": links,
     }))
     .into_response()
+}
+
+/// The site surface for browsers: the objects, linked.
+fn site(origin: &str, objects: &[serde_json::Value]) -> axum::response::Html<String> {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let items: String = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "<li><a href=\"{}\">{}</a></li>",
+                esc(o["$id"].as_str().unwrap_or_default()),
+                esc(o["name"].as_str().unwrap_or_default())
+            )
+        })
+        .collect();
+    axum::response::Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dotdo</title>\
+         <style>body{{font:15px system-ui;margin:2em}}</style></head><body>\
+         <h1>dotdo</h1><p>Objects on <code>{}</code> (each is JSON; follow the links):</p>\
+         <ul>{items}</ul><p><a href=\"{}/health\">health</a></p></body></html>",
+        esc(origin),
+        esc(origin)
+    ))
 }
 
 /// `GET /{object}`: the object's root, with its stores and their counts.
@@ -188,13 +226,32 @@ async fn object_root(
     let enc =
         percent_encoding::utf8_percent_encode(&target.name, percent_encoding::NON_ALPHANUMERIC);
     let id = format!("{origin}/{enc}");
+    let collections = app
+        .host
+        .call(
+            &target.ns,
+            &target.name,
+            "collections.list",
+            serde_json::Value::Null,
+        )
+        .await?;
     let store =
         |path: &str, key: &str| json!({ "$id": format!("{id}/{path}"), "count": counts[key] });
-    Ok(Json(json!({
+    let mut by_name = serde_json::Map::new();
+    for c in collections["items"].as_array().into_iter().flatten() {
+        if let Some(n) = c["name"].as_str() {
+            by_name.insert(
+                n.to_string(),
+                json!({ "$id": format!("{id}/{n}"), "count": c["count"], "type": c["type"] }),
+            );
+        }
+    }
+    let mut root = json!({
         "$context": origin,
-        "$type": "DO",
+        "$type": format!("{origin}/"),
         "$id": id,
         "name": target.name,
+        "collections": by_name,
         "events": store("_events", "events"),
         "subscriptions": store("_subscriptions", "subscriptions"),
         "dlq": store("_dlq", "dlq"),
@@ -211,9 +268,22 @@ async fn object_root(
             "dlq": format!("{id}/_dlq"),
             "schedules": format!("{id}/_schedules"),
             "workflows": format!("{id}/_workflows"),
+            "search": format!("{id}/_search?q="),
+            "relationships": format!("{id}/_relationships"),
+            "objects": format!("{id}/_objects"),
         },
-    }))
-    .into_response())
+        "actions": {
+            "create": { "method": "POST", "href": format!("{id}/{{collection}}"), "templated": true },
+            "emit": { "method": "POST", "href": format!("{id}/_events") },
+        },
+    });
+    // Each collection also at the top (SPEC §4), unless its name is one of the root's keys.
+    for (n, v) in by_name {
+        if root.get(&n).is_none() {
+            root[n] = v;
+        }
+    }
+    Ok(Json(root).into_response())
 }
 
 /// `GET /{object}/health`: activates the object and reports it.
@@ -252,7 +322,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// `scheme://host` of the request, honoring `X-Forwarded-Proto` / `X-Forwarded-Host`.
-fn origin(headers: &axum::http::HeaderMap) -> String {
+pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
     let get = |name: &str| {
         headers
             .get(name)

@@ -1,0 +1,691 @@
+//! The clickable REST surface of a business object's stores (SPEC §4): linked JSON where every
+//! `$id`, `$type`, `$context` and link is an absolute URL built from the request's origin
+//! (`Host`, `X-Forwarded-Proto`, `X-Forwarded-Host`).
+//!
+//! ```text
+//! GET|POST            /{object}/{collection}                 page (filters ?field=value, ?sort=, ?after=|?before=, ?limit=) | create
+//! GET|PUT|PATCH|DELETE /{object}/{collection}/{id}           item (ETag: its version; If-Match on writes)
+//! GET                 /{object}/{collection}/{id}/history    every version
+//! GET                 /{object}/{collection}/{id}/edit       an HTML editor that PUTs the JSON back
+//! GET                 /{object}/{collection}/{id}/{verb}     related things
+//! GET                 /{object}/_search?q=&type=&limit=
+//! POST|GET            /{object}/_relationships, DELETE /{object}/_relationships/{id}
+//! POST|GET            /{object}/_indexes
+//! POST|GET            /{object}/_objects, DELETE /{object}/_objects/{name}
+//! ```
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Target};
+use crate::workflow_api::call;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_search", get(search))
+        .route("/_relationships", get(list_links).post(link))
+        .route("/_relationships/{id}", delete(unlink))
+        .route("/_indexes", get(list_indexes).post(create_index))
+        .route("/_objects", get(list_objects).post(register_object))
+        .route("/_objects/{name}", delete(forget_object))
+        .route("/{collection}", get(list).post(create))
+        .route(
+            "/{collection}/{id}",
+            get(get_item).put(replace).patch(merge).delete(remove),
+        )
+        .route("/{collection}/{id}/history", get(history))
+        .route("/{collection}/{id}/edit", get(edit))
+        .route("/{collection}/{id}/{verb}", get(related))
+}
+
+/// The URLs of one object, from the request's origin.
+pub(crate) struct Urls {
+    pub object: String,
+}
+
+impl Urls {
+    pub fn new(headers: &HeaderMap, t: &Target) -> Urls {
+        let enc = utf8_percent_encode(&t.name, NON_ALPHANUMERIC);
+        Urls {
+            object: format!("{}/{enc}", crate::origin(headers)),
+        }
+    }
+    pub fn collection(&self, c: &str) -> String {
+        format!("{}/{c}", self.object)
+    }
+    pub fn item(&self, c: &str, id: &str) -> String {
+        format!("{}/{c}/{id}", self.object)
+    }
+    /// A relationship end as a URL: local `collection/id` refs become item URLs.
+    pub fn reference(&self, r: &str) -> String {
+        if r.contains("://") {
+            r.to_string()
+        } else {
+            format!("{}/{r}", self.object)
+        }
+    }
+    /// An item URL of this object back to `collection/id`; anything else as given.
+    pub fn local_ref(&self, r: &str) -> String {
+        match r.strip_prefix(&format!("{}/", self.object)) {
+            Some(rest) if !rest.contains('/') || rest.matches('/').count() == 1 => rest.to_string(),
+            _ => r.to_string(),
+        }
+    }
+}
+
+/// A thing record as linked JSON.
+pub(crate) fn render(u: &Urls, rec: &Value) -> Value {
+    let c = rec["collection"].as_str().unwrap_or_default();
+    let id = rec["id"].as_str().unwrap_or_default();
+    let item = u.item(c, id);
+    let mut out = Map::new();
+    out.insert("$context".into(), json!(u.object));
+    out.insert("$type".into(), json!(u.collection(c)));
+    out.insert("$id".into(), json!(item));
+    out.insert("id".into(), json!(id));
+    if let Some(data) = rec["data"].as_object() {
+        for (k, v) in data {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for k in ["version", "createdAt", "updatedAt"] {
+        out.insert(k.into(), rec[k].clone());
+    }
+    let mut links = json!({
+        "collection": u.collection(c),
+        "history": format!("{item}/history"),
+        "edit": format!("{item}/edit"),
+    });
+    for verb in rec["verbs"].as_array().into_iter().flatten() {
+        if let Some(v) = verb.as_str() {
+            links[v] = json!(format!("{item}/{v}"));
+        }
+    }
+    out.insert("links".into(), links);
+    out.insert(
+        "actions".into(),
+        json!({
+            "update": { "method": "PUT", "href": item },
+            "patch": { "method": "PATCH", "href": item },
+            "delete": { "method": "DELETE", "href": item },
+        }),
+    );
+    Value::Object(out)
+}
+
+/// The version an `If-Match` header asks for (`"3"`, `W/"3"` or `3`).
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let bare = text.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match `{text}` is not a version this API gave out (an ETag like \"3\")"
+        ))
+    })
+}
+
+fn etag(rec: &Value) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{}\"", rec["version"].as_i64()?)).ok()
+}
+
+fn param(p: &HashMap<String, String>, k: &str) -> Result<String, ApiError> {
+    p.get(k)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request(format!("missing {k}")))
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+async fn list(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let collection = param(&p, "collection")?;
+    let u = Urls::new(&headers, &t);
+    let mut args = json!({ "collection": collection });
+    let mut filters = Vec::new();
+    let mut limit = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "sort" | "after" | "before" => args[k.as_str()] = json!(v),
+            "limit" => {
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("`limit` must be a whole number"))?;
+                limit = Some(n);
+                args["limit"] = json!(n);
+            }
+            _ => filters.push((k.clone(), v.clone())),
+        }
+    }
+    args["filters"] = json!(filters);
+    let page = call(&app, &t, "things.list", args).await?;
+    let base = u.collection(&collection);
+    let sort = page["sort"].as_str().unwrap_or("createdAt").to_string();
+    let mut common = format!("sort={}", enc(&sort));
+    if let Some(n) = limit {
+        common.push_str(&format!("&limit={n}"));
+    }
+    for (k, v) in &filters {
+        common.push_str(&format!("&{}={}", enc(k), enc(v)));
+    }
+    let url = |extra: Option<String>| match extra {
+        Some(e) => format!("{base}?{common}&{e}"),
+        None => format!("{base}?{common}"),
+    };
+    let mut links = json!({
+        "home": u.object,
+        "first": url(None),
+        "last": url(page["last"].as_str().map(|c| format!("before={c}"))),
+    });
+    if let Some(c) = page["prev"].as_str() {
+        links["prev"] = json!(url(Some(format!("before={c}"))));
+    }
+    if let Some(c) = page["next"].as_str() {
+        links["next"] = json!(url(Some(format!("after={c}"))));
+    }
+    let this = if q.is_empty() {
+        base.clone()
+    } else {
+        let query: Vec<String> = q
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        format!("{base}?{}", query.join("&"))
+    };
+    let sort_options: Map<String, Value> = [
+        "createdAt",
+        "-createdAt",
+        "updatedAt",
+        "-updatedAt",
+        "id",
+        "-id",
+    ]
+    .iter()
+    .map(|s| (s.to_string(), json!(format!("{base}?sort={}", enc(s)))))
+    .collect();
+    let items: Vec<Value> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| render(&u, r))
+        .collect();
+    Ok(Json(json!({
+        "$context": u.object,
+        "$type": base,
+        "$id": this,
+        "count": page["count"],
+        "items": items,
+        "links": links,
+        "facets": {
+            "sort": { "current": sort, "options": sort_options },
+            "filter": {
+                "fields": "any data field: ?field=value (numbers and true/false match JSON values); nested fields with dots",
+                "current": filters.iter().map(|(k, v)| json!({ "field": k, "value": v })).collect::<Vec<_>>(),
+            },
+        },
+        "actions": { "create": { "method": "POST", "href": base } },
+    })))
+}
+
+async fn create(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let collection = param(&p, "collection")?;
+    let rec = call(
+        &app,
+        &t,
+        "things.create",
+        json!({ "collection": collection, "body": body }),
+    )
+    .await?;
+    let u = Urls::new(&headers, &t);
+    let out = render(&u, &rec);
+    let mut res = (StatusCode::CREATED, Json(out.clone())).into_response();
+    if let Some(v) = out["$id"]
+        .as_str()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(e) = etag(&rec) {
+        res.headers_mut().insert(header::ETAG, e);
+    }
+    Ok(res)
+}
+
+fn item_response(u: &Urls, rec: &Value) -> Response {
+    let mut res = Json(render(u, rec)).into_response();
+    if let Some(e) = etag(rec) {
+        res.headers_mut().insert(header::ETAG, e);
+    }
+    res
+}
+
+async fn get_item(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let args = json!({ "collection": param(&p, "collection")?, "id": param(&p, "id")? });
+    let rec = call(&app, &t, "things.get", args).await?;
+    Ok(item_response(&Urls::new(&headers, &t), &rec))
+}
+
+async fn write(
+    app: &AppState,
+    t: &Target,
+    headers: &HeaderMap,
+    p: &HashMap<String, String>,
+    method: &str,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let mut args =
+        json!({ "collection": param(p, "collection")?, "id": param(p, "id")?, "body": body });
+    if let Some(v) = if_match(headers)? {
+        args["version"] = json!(v);
+    }
+    let mut rec = call(app, t, method, args).await?;
+    // Links need the verbs, which only a read has.
+    if let Ok(full) = call(
+        app,
+        t,
+        "things.get",
+        json!({ "collection": rec["collection"], "id": rec["id"] }),
+    )
+    .await
+    {
+        rec = full;
+    }
+    Ok(item_response(&Urls::new(headers, t), &rec))
+}
+
+async fn replace(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    write(&app, &t, &headers, &p, "things.replace", body).await
+}
+
+async fn merge(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    write(&app, &t, &headers, &p, "things.merge", body).await
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let mut args = json!({ "collection": param(&p, "collection")?, "id": param(&p, "id")? });
+    if let Some(v) = if_match(&headers)? {
+        args["version"] = json!(v);
+    }
+    call(&app, &t, "things.delete", args).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn history(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (collection, id) = (param(&p, "collection")?, param(&p, "id")?);
+    let mut args = json!({ "collection": collection, "id": id });
+    for k in ["after", "limit"] {
+        if let Some(v) = q.get(k) {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("`{k}` must be a whole number")))?;
+            args[k] = json!(n);
+        }
+    }
+    if let Some(k) = q.keys().find(|k| *k != "after" && *k != "limit") {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{k}` (expected after, limit)"
+        )));
+    }
+    let page = call(&app, &t, "things.history", args).await?;
+    let u = Urls::new(&headers, &t);
+    let item = u.item(&collection, &id);
+    let mut links = json!({ "thing": item, "collection": u.collection(&collection) });
+    if let Some(c) = page["cursor"].as_i64() {
+        links["next"] = json!(format!("{item}/history?after={c}"));
+    }
+    Ok(Json(json!({
+        "$context": item,
+        "$type": u.collection(&collection),
+        "$id": format!("{item}/history"),
+        "items": page["items"],
+        "links": links,
+    })))
+}
+
+async fn related(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (collection, id, verb) = (
+        param(&p, "collection")?,
+        param(&p, "id")?,
+        param(&p, "verb")?,
+    );
+    let mut args = json!({ "collection": collection, "id": id, "verb": verb });
+    if let Some(a) = q.get("after") {
+        args["after"] = json!(
+            a.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("`after` must be a whole number"))?
+        );
+    }
+    let page = call(&app, &t, "things.related", args).await?;
+    let u = Urls::new(&headers, &t);
+    let item = u.item(&collection, &id);
+    let items: Vec<Value> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| match x["thing"].is_object() {
+            true => render(&u, &x["thing"]),
+            false => {
+                json!({ "$id": u.reference(x["relationship"]["to"].as_str().unwrap_or_default()) })
+            }
+        })
+        .collect();
+    let mut links = json!({ "thing": item });
+    if let Some(c) = page["cursor"].as_i64() {
+        links["next"] = json!(format!("{item}/{verb}?after={c}"));
+    }
+    Ok(Json(json!({
+        "$context": item,
+        "$type": u.collection(&collection),
+        "$id": format!("{item}/{verb}"),
+        "verb": verb,
+        "items": items,
+        "links": links,
+    })))
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn edit(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let args = json!({ "collection": param(&p, "collection")?, "id": param(&p, "id")? });
+    let rec = call(&app, &t, "things.get", args).await?;
+    let u = Urls::new(&headers, &t);
+    let item = render(&u, &rec);
+    let href = item["$id"].as_str().unwrap_or_default().to_string();
+    let data = serde_json::to_string_pretty(&rec["data"]).unwrap_or_default();
+    let version = rec["version"].as_i64().unwrap_or(0);
+    let page = format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Edit {title}</title>
+<style>body{{font:15px system-ui;margin:2em;max-width:60em}}textarea{{width:100%;height:60vh;font:13px ui-monospace,monospace}}#out{{white-space:pre-wrap}}</style></head>
+<body><h1>Edit <a href="{href}">{title}</a></h1>
+<p>Version <span id="v">{version}</span>. Saving replaces the data (PUT) if nobody changed it since.</p>
+<textarea id="data">{data}</textarea>
+<p><button id="save">Save</button> <a href="{href}/history">history</a></p>
+<pre id="out"></pre>
+<script>
+const href = {href_js}; let version = {version};
+document.getElementById('save').onclick = async () => {{
+  const out = document.getElementById('out');
+  let body;
+  try {{ body = JSON.parse(document.getElementById('data').value); }} catch (e) {{ out.textContent = 'Not JSON: ' + e.message; return; }}
+  const res = await fetch(href, {{ method: 'PUT', headers: {{ 'content-type': 'application/json', 'if-match': '"' + version + '"' }}, body: JSON.stringify(body) }});
+  const json = await res.json();
+  if (res.ok) {{ version = json.version; document.getElementById('v').textContent = version; out.textContent = 'Saved.'; }}
+  else {{ out.textContent = res.status + ' ' + (json.error ? json.error.message : ''); }}
+}};
+</script></body></html>"#,
+        title = escape_html(&format!(
+            "{}/{}",
+            rec["collection"].as_str().unwrap_or_default(),
+            rec["id"].as_str().unwrap_or_default()
+        )),
+        href = escape_html(&href),
+        href_js = serde_json::to_string(&href)
+            .unwrap_or_default()
+            .replace('<', "\\u003c"),
+        data = escape_html(&data),
+    );
+    Ok(Html(page).into_response())
+}
+
+async fn search(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(k) = q
+        .keys()
+        .find(|k| !["q", "type", "limit"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{k}` (expected q, type, limit)"
+        )));
+    }
+    let text = q.get("q").cloned().unwrap_or_default();
+    let u = Urls::new(&headers, &t);
+    let query: Vec<String> = q
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    let this = format!("{}/_search?{}", u.object, query.join("&"));
+    if text.trim().is_empty() {
+        // Nothing asked, nothing found (the root links here with an empty `q`).
+        return Ok(Json(
+            json!({ "$context": u.object, "$id": this, "q": text, "items": [] }),
+        ));
+    }
+    let mut args = json!({ "q": text });
+    if let Some(c) = q.get("type") {
+        args["type"] = json!(c);
+    }
+    if let Some(l) = q.get("limit") {
+        args["limit"] = json!(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request("`limit` must be a whole number"))?
+        );
+    }
+    let out = call(&app, &t, "search", args).await?;
+    let items: Vec<Value> = out["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let mut r = render(&u, &h["thing"]);
+            r["$rank"] = h["rank"].clone();
+            r["$snippet"] = h["snippet"].clone();
+            r
+        })
+        .collect();
+    Ok(Json(json!({
+        "$context": u.object,
+        "$id": this,
+        "q": text,
+        "items": items,
+    })))
+}
+
+async fn link(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    JsonBody(mut body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let u = Urls::new(&headers, &t);
+    for k in ["from", "to"] {
+        if let Some(s) = body[k].as_str() {
+            body[k] = json!(u.local_ref(s));
+        }
+    }
+    let r = call(&app, &t, "relationships.create", body).await?;
+    Ok((StatusCode::CREATED, Json(render_link(&u, &r))).into_response())
+}
+
+fn render_link(u: &Urls, r: &Value) -> Value {
+    let mut out = r.clone();
+    out["$id"] = json!(format!("{}/_relationships/{}", u.object, r["id"]));
+    out["links"] = json!({
+        "from": u.reference(r["from"].as_str().unwrap_or_default()),
+        "to": u.reference(r["to"].as_str().unwrap_or_default()),
+    });
+    out
+}
+
+async fn list_links(
+    State(app): State<AppState>,
+    t: Target,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let u = Urls::new(&headers, &t);
+    let mut args = json!({});
+    for (k, v) in &q {
+        match k.as_str() {
+            "from" | "to" => args[k.as_str()] = json!(u.local_ref(v)),
+            "verb" => args["verb"] = json!(v),
+            "after" | "limit" => {
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("`{k}` must be a whole number")))?;
+                args[k.as_str()] = json!(n);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}` (expected from, to, verb, after, limit)"
+                )));
+            }
+        }
+    }
+    let page = call(&app, &t, "relationships.list", args).await?;
+    let items: Vec<Value> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| render_link(&u, r))
+        .collect();
+    Ok(Json(
+        json!({ "$context": u.object, "items": items, "cursor": page["cursor"] }),
+    ))
+}
+
+async fn unlink(
+    State(app): State<AppState>,
+    t: Target,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let id: i64 = param(&p, "id")?
+        .parse()
+        .map_err(|_| ApiError::not_found("no such relationship"))?;
+    call(&app, &t, "relationships.delete", json!({ "id": id })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_indexes(State(app): State<AppState>, t: Target) -> Result<Json<Value>, ApiError> {
+    Ok(Json(call(&app, &t, "indexes.list", Value::Null).await?))
+}
+
+async fn create_index(
+    State(app): State<AppState>,
+    t: Target,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let out = call(&app, &t, "indexes.create", body).await?;
+    let status = if out["created"] == true {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(out)).into_response())
+}
+
+async fn list_objects(
+    State(app): State<AppState>,
+    t: Target,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut args = json!({});
+    if let Some(a) = q.get("after") {
+        args["after"] = json!(a);
+    }
+    if let Some(l) = q.get("limit") {
+        args["limit"] = json!(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request("`limit` must be a whole number"))?
+        );
+    }
+    Ok(Json(call(&app, &t, "objects.list", args).await?))
+}
+
+async fn register_object(
+    State(app): State<AppState>,
+    t: Target,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let out = call(&app, &t, "objects.register", body).await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+async fn forget_object(
+    State(app): State<AppState>,
+    t: Target,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    call(
+        &app,
+        &t,
+        "objects.delete",
+        json!({ "name": param(&p, "name")? }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
