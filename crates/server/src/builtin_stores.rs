@@ -347,9 +347,8 @@ impl BusinessObject {
                     (None, Some(t)) => {
                         relationships::incoming(c, t, l.verb.as_deref(), after, limit)
                     }
-                    _ => Err(StoreError::bad(
-                        "give `from` or `to` (a `collection/id` or URL)",
-                    )),
+                    (None, None) => relationships::all(c, l.verb.as_deref(), after, limit),
+                    _ => Err(StoreError::bad("give `from` or `to`, not both")),
                 })?;
                 let cursor = (items.len() == limit)
                     .then(|| items.last().map(|r| r.id))

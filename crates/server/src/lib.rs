@@ -11,6 +11,7 @@ mod extract;
 mod names;
 mod outbound;
 mod storage_api;
+mod sync;
 mod things_api;
 mod values;
 mod workflow_api;
@@ -70,6 +71,8 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub host: Host,
     pub config: Arc<ServerConfig>,
+    /// Bumped after every write through the API, so sync streams look for new events.
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The whole HTTP API as a router, so tests can call it without a socket.
@@ -77,6 +80,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
     let state = AppState {
         host,
         config: Arc::new(config),
+        changes: Arc::new(tokio::sync::watch::channel(0).0),
     };
     let mut router = Router::new()
         .route("/", get(index))
@@ -100,6 +104,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
         .merge(workflow_api::routes())
         .merge(durable_api::routes())
         .merge(things_api::routes())
+        .route("/sync", get(sync::sync))
         .route("/", get(object_root))
         .route("/health", get(object_health))
         .layer(Extension(builtin));

@@ -42,7 +42,19 @@ pub(crate) async fn call(
     method: &str,
     args: Value,
 ) -> Result<Value, ApiError> {
-    Ok(app.host.call(&t.ns, &t.name, method, args).await?)
+    let out = app.host.call(&t.ns, &t.name, method, args).await?;
+    if !is_read(method) {
+        // Sync streams look for new events (this write's commit is durable now).
+        app.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    Ok(out)
+}
+
+fn is_read(method: &str) -> bool {
+    method == "search"
+        || [".get", ".list", ".counts", ".history", ".related"]
+            .iter()
+            .any(|s| method.ends_with(s))
 }
 
 /// Query parameters as method arguments: the named integers parsed, the rest as strings.

@@ -144,6 +144,22 @@ pub fn outgoing(
     .collect::<dotdo_storage::rusqlite::Result<_>>()?)
 }
 
+/// All relationships, optionally of one verb, after `after`.
+pub fn all(
+    c: &Connection,
+    verb: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Relationship>> {
+    Ok(c
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM _do_relationships WHERE (?1 IS NULL OR verb = ?1) AND seq > ?2 ORDER BY seq"
+        ))?
+        .query_map(params![verb, after], row)?
+        .take(limit)
+        .collect::<dotdo_storage::rusqlite::Result<_>>()?)
+}
+
 /// Incoming relationships of `to`, optionally of one verb, after `after`.
 pub fn incoming(
     c: &Connection,
