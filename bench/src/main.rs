@@ -10,6 +10,7 @@ mod http_load;
 mod runtime;
 mod schedules;
 mod stats;
+mod things;
 mod workflow;
 
 use clap::Parser;
@@ -103,6 +104,11 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 schedules::alarm_lateness(&dotdo, durability, 3).await?
             );
+        }
+        if wants("things_") {
+            for line in things::things(&dotdo, durability, 100_000, args.connections).await? {
+                println!("{line}");
+            }
         }
         let scenario = "http_kv_put_10000_new_objects";
         if wants(scenario) {

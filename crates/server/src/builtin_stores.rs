@@ -224,15 +224,19 @@ impl BusinessObject {
                     )));
                 }
                 let expected = w.version.or(body.version);
-                let t = self.stores(|c| {
-                    if method == "things.replace" {
-                        things::replace(c, &w.collection, &id, body.data, expected, now)
+                let (t, verbs) = self.stores(|c| {
+                    let t = if method == "things.replace" {
+                        things::replace(c, &w.collection, &id, body.data, expected, now)?
                     } else {
-                        things::merge(c, &w.collection, &id, body.data, expected, now)
-                    }
+                        things::merge(c, &w.collection, &id, body.data, expected, now)?
+                    };
+                    let verbs = relationships::verbs(c, &format!("{}/{}", t.collection, t.id))?;
+                    Ok((t, verbs))
                 })?;
                 self.announce(&t, "updated")?;
-                Ok(record(&t))
+                let mut out = record(&t);
+                out["verbs"] = json!(verbs);
+                Ok(out)
             }
             "things.delete" => {
                 let r: ThingRef = args(method, a)?;
@@ -399,7 +403,7 @@ impl BusinessObject {
                 let hits =
                     self.stores(|c| search::search(c, &s.q, s.collection.as_deref(), limit))?;
                 Ok(
-                    json!({ "items": hits.iter().map(|h| json!({ "thing": record(&h.thing), "rank": h.rank, "snippet": h.snippet })).collect::<Vec<_>>() }),
+                    json!({ "items": hits.iter().map(|h| json!({ "thing": record(&h.thing), "rank": h.rank })).collect::<Vec<_>>() }),
                 )
             }
             "objects.register" => {

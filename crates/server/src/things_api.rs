@@ -309,18 +309,7 @@ async fn write(
     if let Some(v) = if_match(headers)? {
         args["version"] = json!(v);
     }
-    let mut rec = call(app, t, method, args).await?;
-    // Links need the verbs, which only a read has.
-    if let Ok(full) = call(
-        app,
-        t,
-        "things.get",
-        json!({ "collection": rec["collection"], "id": rec["id"] }),
-    )
-    .await
-    {
-        rec = full;
-    }
+    let rec = call(app, t, method, args).await?;
     Ok(item_response(&Urls::new(headers, t), &rec))
 }
 
@@ -543,7 +532,6 @@ async fn search(
         .map(|h| {
             let mut r = render(&u, &h["thing"]);
             r["$rank"] = h["rank"].clone();
-            r["$snippet"] = h["snippet"].clone();
             r
         })
         .collect();

@@ -17,7 +17,6 @@ CREATE TABLE IF NOT EXISTS _do_things (
 );
 CREATE INDEX IF NOT EXISTS _do_things_created ON _do_things(type, created_at, rowid) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS _do_things_updated ON _do_things(type, updated_at, rowid) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS _do_things_live_id ON _do_things(type, id, rowid) WHERE deleted_at IS NULL;
 CREATE TABLE IF NOT EXISTS _do_thing_versions (
   type TEXT NOT NULL,
   id TEXT NOT NULL,
@@ -49,7 +48,7 @@ CREATE TABLE IF NOT EXISTS _do_relationships (
   UNIQUE (from_ref, verb, to_ref)
 );
 CREATE INDEX IF NOT EXISTS _do_relationships_in ON _do_relationships(to_ref, verb);
-CREATE VIRTUAL TABLE IF NOT EXISTS _do_search USING fts5(type UNINDEXED, id UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS _do_search USING fts5(type UNINDEXED, body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS _do_objects (
   name TEXT PRIMARY KEY,
   relation TEXT NOT NULL,

@@ -1,5 +1,6 @@
 //! Full-text search over things (FTS5). A thing's text is every string and number in its
 //! data (nested too) and its id; it is written with the thing, in the same transaction.
+//! The FTS5 table is contentless (`content=''`, with deletes), keyed by the thing's rowid.
 
 use crate::error::{Result, StoreError};
 use crate::things::{COLS, Thing, row};
@@ -30,8 +31,8 @@ pub(crate) fn index(c: &Connection, t: &Thing) -> Result<()> {
         text_of(v, &mut body);
     }
     unindex(c, t.rowid)?;
-    c.prepare_cached("INSERT INTO _do_search(rowid, type, id, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![t.rowid, t.collection, t.id, body])?;
+    c.prepare_cached("INSERT INTO _do_search(rowid, type, body) VALUES (?1, ?2, ?3)")?
+        .execute(params![t.rowid, t.collection, body])?;
     Ok(())
 }
 
@@ -58,12 +59,12 @@ fn fts_query(q: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-/// A search hit: the thing, its rank (lower is better) and a snippet of the matching text.
+/// A search hit: the thing and its rank (bm25; lower is better). The index keeps no copy of
+/// the text (contentless), so writes stay small.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub thing: Thing,
     pub rank: f64,
-    pub snippet: String,
 }
 
 /// Things matching `q`, best first, optionally of one collection.
@@ -72,9 +73,9 @@ pub fn search(c: &Connection, q: &str, collection: Option<&str>, limit: usize) -
         return Err(StoreError::bad("`q` needs at least one word"));
     };
     let sql = format!(
-        "SELECT {}, bm25(_do_search) AS rank, snippet(_do_search, 2, '[', ']', '…', 12) \
+        "SELECT {}, bm25(_do_search) AS rank \
          FROM _do_search JOIN _do_things t ON t.rowid = _do_search.rowid \
-         WHERE _do_search MATCH ?1 AND (?2 IS NULL OR _do_search.type = ?2) \
+         WHERE _do_search MATCH ?1 AND (?2 IS NULL OR t.type = ?2) \
          AND t.deleted_at IS NULL ORDER BY rank",
         COLS.split(", ")
             .map(|c| format!("t.{c}"))
@@ -87,7 +88,6 @@ pub fn search(c: &Connection, q: &str, collection: Option<&str>, limit: usize) -
             Ok(Hit {
                 thing: row(r)?,
                 rank: r.get(8)?,
-                snippet: r.get(9)?,
             })
         })?
         .take(limit)

@@ -369,7 +369,6 @@ fn search_ranks_and_follows_writes() {
     assert_eq!(hits[0].thing.id, "n2", "more mentions rank higher");
     let hits = search::search(&c, "revenue", Some("notes"), 10).unwrap();
     assert_eq!(hits.len(), 1, "a word in a nested field");
-    assert!(hits[0].snippet.contains("[revenue]"));
     assert!(
         search::search(&c, "report", Some("tasks"), 10)
             .unwrap()
