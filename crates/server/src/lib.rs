@@ -9,6 +9,7 @@ mod durable_api;
 mod error;
 mod extract;
 mod names;
+pub mod openapi;
 mod outbound;
 mod storage_api;
 mod sync;
@@ -84,7 +85,11 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
     };
     let mut router = Router::new()
         .route("/", get(index))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(openapi::document().clone()) }),
+        );
     for mount in &state.config.mounts {
         let ns = Namespace {
             ns: Arc::from(mount.namespace.as_str()),
