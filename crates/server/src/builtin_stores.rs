@@ -395,6 +395,9 @@ impl BusinessObject {
             }
             "search" => {
                 let s: Search = args(method, a)?;
+                if let Some(c) = &s.collection {
+                    dotdo_stores::ids::check_collection(c).map_err(store_error)?;
+                }
                 let limit = match s.limit {
                     None => 20,
                     Some(n) if (1..=100).contains(&n) => n,

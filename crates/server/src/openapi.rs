@@ -30,36 +30,38 @@ pub struct Operation {
 const OBJECT: Param = (
     "object",
     "path",
-    "string",
+    "object-name",
     true,
     "The object's name (percent-encoded).",
 );
 const COLLECTION: Param = (
     "collection",
     "path",
-    "string",
+    "collection",
     true,
     "A collection: lower-case letters, digits, `-`, `_`.",
 );
-const ID: Param = ("id", "path", "string", true, "The id.");
+const ID: Param = ("id", "path", "record-id", true, "The id.");
+const THING_ID: Param = ("id", "path", "thing-id", true, "The thing's id.");
+const NAME: Param = ("name", "path", "name", true, "The workflow.");
 const AFTER_INT: Param = (
     "after",
     "query",
-    "integer",
+    "position",
     false,
     "Start after this position (a cursor from the previous page).",
 );
 const LIMIT: Param = (
     "limit",
     "query",
-    "integer",
+    "limit",
     false,
     "Page size, 1 to 1,000 (default 100).",
 );
 const IF_MATCH: Param = (
     "If-Match",
     "header",
-    "string",
+    "if-match",
     false,
     "The version the write expects, as an ETag (`\"3\"`); 409 when stale.",
 );
@@ -78,58 +80,58 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get" "/{object}", "objects", "The object's root: collections, stores, links", [OBJECT], None, (200, Some("Object")), []),
     op!("get" "/{object}/health", "objects", "Activate the object and report it", [OBJECT], None, (200, Some("Object")), []),
     // Raw storage.
-    op!("get" "/{object}/_storage/kv", "storage", "List KV entries", [OBJECT, ("prefix", "query", "string", false, "Keys starting with this."), ("start", "query", "string", false, "From this key."), ("end", "query", "string", false, "Before this key."), ("limit", "query", "integer", false, "1 to 10,000."), ("reverse", "query", "boolean", false, "Newest key first."), ("cursor", "query", "string", false, "From a previous page.")], None, (200, Some("Page")), []),
-    op!("get" "/{object}/_storage/kv/{key}", "storage", "Read a KV entry", [OBJECT, ("key", "path", "string", true, "The key.")], None, (200, None), []),
-    op!("put" "/{object}/_storage/kv/{key}", "storage", "Write a KV entry (any JSON, or bytes)", [OBJECT, ("key", "path", "string", true, "The key.")], Some("Any"), (204, None), [413]),
-    op!("delete" "/{object}/_storage/kv/{key}", "storage", "Delete a KV entry", [OBJECT, ("key", "path", "string", true, "The key.")], None, (200, Some("Object")), []),
+    op!("get" "/{object}/_storage/kv", "storage", "List KV entries", [OBJECT, ("prefix", "query", "string", false, "Keys starting with this."), ("start", "query", "string", false, "From this key."), ("end", "query", "string", false, "Before this key."), ("limit", "query", "limit-kv", false, "1 to 10,000."), ("reverse", "query", "boolean", false, "Newest key first."), ("cursor", "query", "string", false, "From a previous page.")], None, (200, Some("Page")), []),
+    op!("get" "/{object}/_storage/kv/{key}", "storage", "Read a KV entry", [OBJECT, ("key", "path", "key", true, "The key.")], None, (200, None), []),
+    op!("put" "/{object}/_storage/kv/{key}", "storage", "Write a KV entry (any JSON, or bytes)", [OBJECT, ("key", "path", "key", true, "The key.")], Some("Any"), (204, None), [413]),
+    op!("delete" "/{object}/_storage/kv/{key}", "storage", "Delete a KV entry", [OBJECT, ("key", "path", "key", true, "The key.")], None, (200, Some("Object")), []),
     op!("post" "/{object}/_storage/sql", "storage", "Run SQL on the object's database", [OBJECT], Some("Sql"), (200, Some("SqlResult")), [413]),
     op!("get" "/{object}/_storage/alarm", "storage", "The object's alarm", [OBJECT], None, (200, Some("Object")), []),
     op!("put" "/{object}/_storage/alarm", "storage", "Set the object's alarm", [OBJECT], Some("Alarm"), (200, Some("Object")), []),
     op!("delete" "/{object}/_storage/alarm", "storage", "Clear the object's alarm", [OBJECT], None, (200, Some("Object")), []),
     // The $ context.
     op!("post" "/{object}/_events", "events", "Emit an event", [OBJECT], Some("Emit"), (201, Some("Object")), []),
-    op!("get" "/{object}/_events", "events", "The event log", [OBJECT, AFTER_INT, ("type", "query", "string", false, "A type pattern: `Order.*`, `*.created`."), LIMIT], None, (200, Some("Page")), []),
+    op!("get" "/{object}/_events", "events", "The event log", [OBJECT, AFTER_INT, ("type", "query", "type-pattern", false, "A type pattern: `Order.*`, `*.created`."), LIMIT], None, (200, Some("Page")), []),
     op!("post" "/{object}/_subscriptions", "events", "Subscribe a webhook or object to events", [OBJECT], Some("Subscribe"), (201, Some("Object")), []),
     op!("get" "/{object}/_subscriptions", "events", "List subscriptions", [OBJECT], None, (200, Some("Page")), []),
     op!("delete" "/{object}/_subscriptions/{id}", "events", "Remove a subscription", [OBJECT, ID], None, (204, None), []),
     op!("post" "/{object}/_actions", "actions", "Record a durable webhook action", [OBJECT, ("Idempotency-Key", "header", "string", false, "Stands in for `key`.")], Some("CreateAction"), (202, Some("Object")), []),
-    op!("get" "/{object}/_actions", "actions", "List actions", [OBJECT, ("status", "query", "string", false, "pending, running, completed or failed."), AFTER_INT, LIMIT], None, (200, Some("Page")), []),
+    op!("get" "/{object}/_actions", "actions", "List actions", [OBJECT, ("status", "query", "action-status", false, "pending, running, completed or failed."), AFTER_INT, LIMIT], None, (200, Some("Page")), []),
     op!("get" "/{object}/_actions/{id}", "actions", "One action", [OBJECT, ID], None, (200, Some("Object")), []),
     op!("get" "/{object}/_dlq", "actions", "Dead letters", [OBJECT, AFTER_INT, LIMIT], None, (200, Some("Page")), []),
     op!("post" "/{object}/_dlq/{id}/replay", "actions", "Retry a dead letter", [OBJECT, ID], None, (200, Some("Object")), []),
     op!("delete" "/{object}/_dlq/{id}", "actions", "Drop a dead letter", [OBJECT, ID], None, (204, None), []),
     op!("post" "/{object}/_schedules", "schedules", "Add a schedule", [OBJECT], Some("Schedule"), (201, Some("Object")), [409]),
     op!("get" "/{object}/_schedules", "schedules", "List schedules", [OBJECT, AFTER_INT, LIMIT], None, (200, Some("Page")), []),
-    op!("get" "/{object}/_schedules/{id}", "schedules", "One schedule", [OBJECT, ID], None, (200, Some("Object")), []),
-    op!("delete" "/{object}/_schedules/{id}", "schedules", "Delete a schedule", [OBJECT, ID], None, (204, None), []),
+    op!("get" "/{object}/_schedules/{id}", "schedules", "One schedule", [OBJECT, ("id", "path", "name", true, "The schedule.")], None, (200, Some("Object")), []),
+    op!("delete" "/{object}/_schedules/{id}", "schedules", "Delete a schedule", [OBJECT, ("id", "path", "name", true, "The schedule.")], None, (204, None), []),
     op!("post" "/{object}/_workflows", "workflows", "Define (or replace) a workflow", [OBJECT], Some("Object"), (201, Some("Object")), [409]),
     op!("get" "/{object}/_workflows", "workflows", "List workflow definitions", [OBJECT], None, (200, Some("Page")), []),
-    op!("get" "/{object}/_workflows/{name}", "workflows", "One definition", [OBJECT, ("name", "path", "string", true, "The workflow.")], None, (200, Some("Object")), []),
-    op!("delete" "/{object}/_workflows/{name}", "workflows", "Delete a definition", [OBJECT, ("name", "path", "string", true, "The workflow.")], None, (204, None), []),
-    op!("post" "/{object}/_workflows/{name}/runs", "workflows", "Start a run", [OBJECT, ("name", "path", "string", true, "The workflow.")], Some("StartRun"), (201, Some("Object")), [409, 413]),
-    op!("get" "/{object}/_workflows/{name}/runs", "workflows", "List runs", [OBJECT, ("name", "path", "string", true, "The workflow."), AFTER_INT, LIMIT], None, (200, Some("Page")), []),
-    op!("get" "/{object}/_workflows/{name}/runs/{id}", "workflows", "A run with its journal", [OBJECT, ("name", "path", "string", true, "The workflow."), ID], None, (200, Some("Object")), []),
-    op!("post" "/{object}/_workflows/{name}/runs/{id}/cancel", "workflows", "Cancel a run", [OBJECT, ("name", "path", "string", true, "The workflow."), ID], None, (200, Some("Object")), [409]),
+    op!("get" "/{object}/_workflows/{name}", "workflows", "One definition", [OBJECT, NAME], None, (200, Some("Object")), []),
+    op!("delete" "/{object}/_workflows/{name}", "workflows", "Delete a definition", [OBJECT, NAME], None, (204, None), []),
+    op!("post" "/{object}/_workflows/{name}/runs", "workflows", "Start a run", [OBJECT, NAME], Some("StartRun"), (201, Some("Object")), [409, 413]),
+    op!("get" "/{object}/_workflows/{name}/runs", "workflows", "List runs", [OBJECT, NAME, AFTER_INT, LIMIT], None, (200, Some("Page")), []),
+    op!("get" "/{object}/_workflows/{name}/runs/{id}", "workflows", "A run with its journal", [OBJECT, NAME, ("id", "path", "name", true, "The run.")], None, (200, Some("Object")), []),
+    op!("post" "/{object}/_workflows/{name}/runs/{id}/cancel", "workflows", "Cancel a run", [OBJECT, NAME, ("id", "path", "name", true, "The run.")], None, (200, Some("Object")), [409]),
     // Stores.
-    op!("get" "/{object}/_search", "things", "Full-text search over things", [OBJECT, ("q", "query", "string", false, "Words (all must match; `word*` for a prefix)."), ("type", "query", "string", false, "Only this collection."), ("limit", "query", "integer", false, "1 to 100 (default 20).")], None, (200, Some("Object")), []),
+    op!("get" "/{object}/_search", "things", "Full-text search over things", [OBJECT, ("q", "query", "string", false, "Words (all must match; `word*` for a prefix)."), ("type", "query", "collection", false, "Only this collection."), ("limit", "query", "limit-search", false, "1 to 100 (default 20).")], None, (200, Some("Object")), []),
     op!("post" "/{object}/_relationships", "things", "Link two things", [OBJECT], Some("Link"), (201, Some("Object")), []),
-    op!("get" "/{object}/_relationships", "things", "List relationships", [OBJECT, ("from", "query", "string", false, "Outgoing from this thing."), ("to", "query", "string", false, "Incoming to this thing or URL."), ("verb", "query", "string", false, "Only this verb."), AFTER_INT, LIMIT], None, (200, Some("Page")), []),
-    op!("delete" "/{object}/_relationships/{id}", "things", "Unlink", [OBJECT, ID], None, (204, None), []),
+    op!("get" "/{object}/_relationships", "things", "List relationships", [OBJECT, ("from", "query", "ref", false, "Outgoing from this thing."), ("to", "query", "ref", false, "Incoming to this thing or URL."), ("verb", "query", "verb", false, "Only this verb."), AFTER_INT, LIMIT], None, (200, Some("Page")), []),
+    op!("delete" "/{object}/_relationships/{id}", "things", "Unlink", [OBJECT, ("id", "path", "integer", true, "The relationship.")], None, (204, None), []),
     op!("post" "/{object}/_indexes", "things", "Declare an index on a data field", [OBJECT], Some("Index"), (201, Some("Object")), []),
     op!("get" "/{object}/_indexes", "things", "Declared indexes", [OBJECT], None, (200, Some("Object")), []),
     op!("post" "/{object}/_objects", "objects", "Register a known object", [OBJECT], Some("KnownObject"), (201, Some("Object")), []),
-    op!("get" "/{object}/_objects", "objects", "Known objects", [OBJECT, ("after", "query", "string", false, "After this name."), LIMIT], None, (200, Some("Page")), []),
-    op!("delete" "/{object}/_objects/{name}", "objects", "Forget a known object", [OBJECT, ("name", "path", "string", true, "The object.")], None, (204, None), []),
-    op!("get" "/{object}/sync", "things", "Live changes (WebSocket on upgrade, else server-sent events)", [OBJECT, ("after", "query", "integer", false, "Start after this sequence number."), ("collection", "query", "string", false, "Only this collection's changes."), ("type", "query", "string", false, "Only events of this type pattern."), ("Last-Event-ID", "header", "string", false, "SSE: resume after this sequence number.")], None, (200, None), []),
-    op!("get" "/{object}/{collection}", "things", "A page of a collection", [OBJECT, COLLECTION, ("sort", "query", "string", false, "createdAt (default), updatedAt, id or a data field; `-` for descending."), ("after", "query", "string", false, "A cursor from `links.next`."), ("before", "query", "string", false, "A cursor from `links.prev` or `links.last`."), LIMIT], None, (200, Some("CollectionPage")), []),
+    op!("get" "/{object}/_objects", "objects", "Known objects", [OBJECT, ("after", "query", "text", false, "After this name."), LIMIT], None, (200, Some("Page")), []),
+    op!("delete" "/{object}/_objects/{name}", "objects", "Forget a known object", [OBJECT, ("name", "path", "object-name", true, "The object.")], None, (204, None), []),
+    op!("get" "/{object}/sync", "things", "Live changes (WebSocket on upgrade, else server-sent events)", [OBJECT, ("after", "query", "position", false, "Start after this sequence number."), ("collection", "query", "collection", false, "Only this collection's changes."), ("type", "query", "type-pattern", false, "Only events of this type pattern."), ("Last-Event-ID", "header", "position-text", false, "SSE: resume after this sequence number.")], None, (200, None), []),
+    op!("get" "/{object}/{collection}", "things", "A page of a collection", [OBJECT, COLLECTION, ("sort", "query", "sort", false, "createdAt (default), updatedAt, id or a data field; `-` for descending."), ("after", "query", "string", false, "A cursor from `links.next`."), ("before", "query", "string", false, "A cursor from `links.prev` or `links.last`."), LIMIT], None, (200, Some("CollectionPage")), []),
     op!("post" "/{object}/{collection}", "things", "Create a thing", [OBJECT, COLLECTION], Some("Thing"), (201, Some("Thing")), [409, 413]),
-    op!("get" "/{object}/{collection}/{id}", "things", "A thing", [OBJECT, COLLECTION, ID], None, (200, Some("Thing")), []),
-    op!("put" "/{object}/{collection}/{id}", "things", "Replace a thing's data", [OBJECT, COLLECTION, ID, IF_MATCH], Some("Thing"), (200, Some("Thing")), [409, 413]),
-    op!("patch" "/{object}/{collection}/{id}", "things", "Merge into a thing's data (JSON merge patch)", [OBJECT, COLLECTION, ID, IF_MATCH], Some("Thing"), (200, Some("Thing")), [409, 413]),
-    op!("delete" "/{object}/{collection}/{id}", "things", "Delete a thing (soft)", [OBJECT, COLLECTION, ID, IF_MATCH], None, (204, None), [409]),
-    op!("get" "/{object}/{collection}/{id}/history", "things", "Every version of a thing", [OBJECT, COLLECTION, ID, ("after", "query", "integer", false, "After this version."), LIMIT], None, (200, Some("Object")), []),
-    op!("get" "/{object}/{collection}/{id}/edit", "things", "An HTML editor for the thing", [OBJECT, COLLECTION, ID], None, (200, None), []),
-    op!("get" "/{object}/{collection}/{id}/{verb}", "things", "Things this thing links to with `verb`", [OBJECT, COLLECTION, ID, ("verb", "path", "string", true, "A relationship verb."), ("after", "query", "integer", false, "After this relationship id.")], None, (200, Some("Object")), []),
+    op!("get" "/{object}/{collection}/{id}", "things", "A thing", [OBJECT, COLLECTION, THING_ID], None, (200, Some("Thing")), []),
+    op!("put" "/{object}/{collection}/{id}", "things", "Replace a thing's data", [OBJECT, COLLECTION, THING_ID, IF_MATCH], Some("Thing"), (200, Some("Thing")), [409, 413]),
+    op!("patch" "/{object}/{collection}/{id}", "things", "Merge into a thing's data (JSON merge patch)", [OBJECT, COLLECTION, THING_ID, IF_MATCH], Some("Thing"), (200, Some("Thing")), [409, 413]),
+    op!("delete" "/{object}/{collection}/{id}", "things", "Delete a thing (soft)", [OBJECT, COLLECTION, THING_ID, IF_MATCH], None, (204, None), [409]),
+    op!("get" "/{object}/{collection}/{id}/history", "things", "Every version of a thing", [OBJECT, COLLECTION, THING_ID, ("after", "query", "position", false, "After this version."), LIMIT], None, (200, Some("Object")), []),
+    op!("get" "/{object}/{collection}/{id}/edit", "things", "An HTML editor for the thing", [OBJECT, COLLECTION, THING_ID], None, (200, None), []),
+    op!("get" "/{object}/{collection}/{id}/{verb}", "things", "Things this thing links to with `verb`", [OBJECT, COLLECTION, THING_ID, ("verb", "path", "verb", true, "A relationship verb."), ("after", "query", "position", false, "After this relationship id.")], None, (200, Some("Object")), []),
 ];
 
 fn schemas() -> Value {
@@ -179,12 +181,50 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The schema of a parameter kind: the constraints the server checks, so a value the schema
+/// allows is one the server takes.
+fn param_schema(kind: &str) -> Value {
+    let pattern = |p: &str| json!({ "type": "string", "pattern": p });
+    match kind {
+        "object-name" => json!({
+            "type": "string", "minLength": 1, "maxLength": 256,
+            "pattern": "^[^_.]",
+            "not": { "enum": crate::names::RESERVED },
+        }),
+        "text" => json!({ "type": "string" }),
+        "collection" => json!({
+            "type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$",
+            "not": { "enum": dotdo_stores::ids::RESERVED_COLLECTIONS },
+        }),
+        "thing-id" => pattern("^[A-Za-z0-9~-][A-Za-z0-9._~-]{0,255}$"),
+        "record-id" => pattern("^[a-z]+_[0-9a-z]{20}$"),
+        "name" => pattern("^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"),
+        "key" => pattern("^[A-Za-z0-9._~-]{1,512}$"),
+        "verb" => pattern("^[A-Za-z][A-Za-z0-9_-]{0,63}$"),
+        "ref" => pattern("^[a-z][a-z0-9_-]{0,63}/[A-Za-z0-9~-][A-Za-z0-9._~-]{0,255}$"),
+        "sort" => pattern("^[-+]?[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$"),
+        "type-pattern" => pattern("^$|^(\\*|[A-Za-z][A-Za-z0-9_]*)\\.(\\*|[A-Za-z][A-Za-z0-9_]*)$"),
+        "action-status" => {
+            json!({ "type": "string", "enum": ["pending", "running", "completed", "failed"] })
+        }
+        "if-match" => pattern("^(W/)?\"[0-9]{1,15}\"$"),
+        "position" => {
+            json!({ "type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991_i64 })
+        }
+        "position-text" => pattern("^[0-9]{1,15}$"),
+        "limit" => json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+        "limit-kv" => json!({ "type": "integer", "minimum": 1, "maximum": 10000 }),
+        "limit-search" => json!({ "type": "integer", "minimum": 1, "maximum": 100 }),
+        other => json!({ "type": other }),
+    }
+}
+
 fn operation(op: &Operation) -> Value {
     let mut params = Vec::new();
     for (name, location, kind, required, description) in op.params {
         params.push(json!({
             "name": name, "in": location, "required": required, "description": description,
-            "schema": { "type": kind },
+            "schema": param_schema(kind),
         }));
     }
     let error =

@@ -502,6 +502,14 @@ async fn search(
         )));
     }
     let text = q.get("q").cloned().unwrap_or_default();
+    let limit = q
+        .get("limit")
+        .map(|l| l.parse::<usize>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("`limit` must be a whole number"))?;
+    if limit.is_some_and(|l| !(1..=100).contains(&l)) {
+        return Err(ApiError::bad_request("limit must be 1 to 100"));
+    }
     let u = Urls::new(&headers, &t);
     let query: Vec<String> = q
         .iter()
@@ -518,11 +526,8 @@ async fn search(
     if let Some(c) = q.get("type") {
         args["type"] = json!(c);
     }
-    if let Some(l) = q.get("limit") {
-        args["limit"] = json!(
-            l.parse::<usize>()
-                .map_err(|_| ApiError::bad_request("`limit` must be a whole number"))?
-        );
+    if let Some(l) = limit {
+        args["limit"] = json!(l);
     }
     let out = call(&app, &t, "search", args).await?;
     let items: Vec<Value> = out["items"]

@@ -52,7 +52,10 @@ fn fts_query(q: &str) -> Option<String> {
                 Some(x) => (x, true),
                 None => (w, false),
             };
-            let clean: String = word.chars().filter(|c| *c != '"').collect();
+            let clean: String = word
+                .chars()
+                .filter(|c| *c != '"' && !c.is_control())
+                .collect();
             (!clean.is_empty()).then(|| format!("\"{clean}\"{}", if prefix { "*" } else { "" }))
         })
         .collect();
@@ -91,8 +94,14 @@ pub fn search(c: &Connection, q: &str, collection: Option<&str>, limit: usize) -
             })
         })?
         .take(limit)
-        .collect::<dotdo_storage::rusqlite::Result<_>>()?;
-    Ok(hits)
+        .collect::<dotdo_storage::rusqlite::Result<_>>();
+    // What FTS5 cannot read in a query is the asker's mistake, not the server's.
+    hits.map_err(|e| match e {
+        dotdo_storage::rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("fts5") => {
+            StoreError::bad(format!("search query: {m}"))
+        }
+        other => StoreError::Sqlite(other),
+    })
 }
 
 #[cfg(test)]
@@ -105,5 +114,6 @@ mod tests {
         assert_eq!(fts_query("acm*").unwrap(), "\"acm\"*");
         assert_eq!(fts_query("a\"b OR").unwrap(), "\"ab\" \"OR\"");
         assert!(fts_query("  ").is_none());
+        assert_eq!(fts_query("a\u{0}b").unwrap(), "\"ab\"");
     }
 }
