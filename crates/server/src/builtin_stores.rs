@@ -344,15 +344,14 @@ impl BusinessObject {
                 let l: Links = args(method, a)?;
                 let limit = page(l.limit)?;
                 let after = l.after.unwrap_or(0);
-                let items = self.stores(|c| match (&l.from, &l.to) {
-                    (Some(f), None) => {
-                        relationships::outgoing(c, f, l.verb.as_deref(), after, limit)
-                    }
-                    (None, Some(t)) => {
-                        relationships::incoming(c, t, l.verb.as_deref(), after, limit)
-                    }
-                    (None, None) => relationships::all(c, l.verb.as_deref(), after, limit),
-                    _ => Err(StoreError::bad("give `from` or `to`, not both")),
+                let items = self.stores(|c| {
+                    let ends = match (&l.from, &l.to) {
+                        (Some(f), None) => relationships::Ends::From(f),
+                        (None, Some(t)) => relationships::Ends::To(t),
+                        (None, None) => relationships::Ends::All,
+                        _ => return Err(StoreError::bad("give `from` or `to`, not both")),
+                    };
+                    relationships::list(c, ends, l.verb.as_deref(), after, limit)
                 })?;
                 let cursor = (items.len() == limit)
                     .then(|| items.last().map(|r| r.id))
@@ -367,9 +366,9 @@ impl BusinessObject {
                     if things::get(c, &r.collection, &r.id)?.is_none() {
                         return Err(StoreError::NotFound(format!("no thing `{from}`")));
                     }
-                    let links = relationships::outgoing(
+                    let links = relationships::list(
                         c,
-                        &from,
+                        relationships::Ends::From(&from),
                         Some(&r.verb),
                         r.after.unwrap_or(0),
                         limit,

@@ -127,52 +127,35 @@ pub fn unlink(c: &Connection, id: i64) -> Result<bool> {
     )
 }
 
-/// Outgoing relationships of `from`, optionally of one verb, after `after`.
-pub fn outgoing(
-    c: &Connection,
-    from: &str,
-    verb: Option<&str>,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<Relationship>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM _do_relationships WHERE from_ref = ?1 \
-             AND (?2 IS NULL OR verb = ?2) AND seq > ?3 ORDER BY seq"
-    ))?
-    .query_map(params![from, verb, after], row)?
-    .take(limit)
-    .collect::<dotdo_storage::rusqlite::Result<_>>()?)
+/// Which relationships a listing wants.
+#[derive(Debug, Clone, Copy)]
+pub enum Ends<'a> {
+    /// Going out of this thing.
+    From(&'a str),
+    /// Coming into this thing or URL.
+    To(&'a str),
+    All,
 }
 
-/// All relationships, optionally of one verb, after `after`.
-pub fn all(
+/// Relationships by their ends, optionally of one verb, after `after`, oldest first.
+pub fn list(
     c: &Connection,
+    ends: Ends<'_>,
     verb: Option<&str>,
     after: i64,
     limit: usize,
 ) -> Result<Vec<Relationship>> {
-    Ok(c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM _do_relationships WHERE (?1 IS NULL OR verb = ?1) AND seq > ?2 ORDER BY seq"
-        ))?
-        .query_map(params![verb, after], row)?
-        .take(limit)
-        .collect::<dotdo_storage::rusqlite::Result<_>>()?)
-}
-
-/// Incoming relationships of `to`, optionally of one verb, after `after`.
-pub fn incoming(
-    c: &Connection,
-    to: &str,
-    verb: Option<&str>,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<Relationship>> {
+    let (column, value) = match ends {
+        Ends::From(r) => ("from_ref", Some(r)),
+        Ends::To(r) => ("to_ref", Some(r)),
+        Ends::All => ("from_ref", None),
+    };
+    // `column` is one of two fixed names.
     Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM _do_relationships WHERE to_ref = ?1 \
+        "SELECT {COLS} FROM _do_relationships WHERE (?1 IS NULL OR {column} = ?1) \
              AND (?2 IS NULL OR verb = ?2) AND seq > ?3 ORDER BY seq"
     ))?
-    .query_map(params![to, verb, after], row)?
+    .query_map(params![value, verb, after], row)?
     .take(limit)
     .collect::<dotdo_storage::rusqlite::Result<_>>()?)
 }

@@ -283,13 +283,20 @@ fn relationships_and_cascade() {
     )
     .unwrap();
     assert_eq!(
-        relationships::outgoing(&c, "companies/acme", Some("employs"), 0, 10)
-            .unwrap()
-            .len(),
+        relationships::list(
+            &c,
+            relationships::Ends::From("companies/acme"),
+            Some("employs"),
+            0,
+            10
+        )
+        .unwrap()
+        .len(),
         2
     );
     assert_eq!(
-        relationships::incoming(&c, "companies/acme", None, 0, 10).unwrap()[0].from,
+        relationships::list(&c, relationships::Ends::To("companies/acme"), None, 0, 10).unwrap()[0]
+            .from,
         "contacts/ann"
     );
     assert_eq!(
@@ -326,12 +333,12 @@ fn relationships_and_cascade() {
     assert_eq!(ids, ["acme", "ann"]);
     assert!(things::get(&c, "contacts", "bob").unwrap().is_some());
     assert!(
-        relationships::outgoing(&c, "contacts/ann", None, 0, 10)
+        relationships::list(&c, relationships::Ends::From("contacts/ann"), None, 0, 10)
             .unwrap()
             .is_empty()
     );
     assert!(
-        relationships::incoming(&c, "contacts/bob", None, 0, 10)
+        relationships::list(&c, relationships::Ends::To("contacts/bob"), None, 0, 10)
             .unwrap()
             .is_empty()
     );
