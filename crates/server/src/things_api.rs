@@ -75,7 +75,7 @@ impl Urls {
     /// An item URL of this object back to `collection/id`; anything else as given.
     pub fn local_ref(&self, r: &str) -> String {
         match r.strip_prefix(&format!("{}/", self.object)) {
-            Some(rest) if !rest.contains('/') || rest.matches('/').count() == 1 => rest.to_string(),
+            Some(rest) if rest.matches('/').count() == 1 => rest.to_string(),
             _ => r.to_string(),
         }
     }
