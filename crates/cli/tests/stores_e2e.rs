@@ -223,6 +223,25 @@ async fn versions_conflicts_history_and_bad_input() {
         ]
     );
 
+    // A hyphenated object name stays readable in URLs, and its natural item URL is local.
+    let shop = s.url("/my-shop/deals");
+    for id in ["a", "b"] {
+        let (st, v) = send(c.post(&shop).json(&json!({ "id": id }))).await;
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(v["$id"], format!("{shop}/{id}"));
+    }
+    let (st, link) = send(
+        c.post(s.url("/my-shop/_relationships")).json(&json!({
+        "from": format!("{shop}/a"), "verb": "owns", "to": format!("{shop}/b"), "cascade": true })),
+    )
+    .await;
+    assert_eq!(st, 201, "{link}");
+    assert_eq!(link["to"], "deals/b");
+    let (st, _) = send(c.delete(format!("{shop}/a"))).await;
+    assert_eq!(st, 204);
+    let (st, _) = send(c.get(format!("{shop}/b"))).await;
+    assert_eq!(st, 404, "the cascade reached b");
+
     // Bad input: the right 4xx, nothing stored.
     let (_, before) = send(c.get(s.url("/acme"))).await;
     let coll = s.url("/acme/deals");
@@ -361,7 +380,8 @@ async fn sync_resumes_without_loss_or_repeat() {
     // The same over SSE, resumed with Last-Event-ID.
     let mid = got[499].0;
     let res = c
-        .get(s.url("/acme/sync?collection=tasks"))
+        // A reconnecting EventSource repeats the URL; Last-Event-ID says where it got to.
+        .get(s.url("/acme/sync?collection=tasks&after=0"))
         .header("last-event-id", mid.to_string())
         .send()
         .await

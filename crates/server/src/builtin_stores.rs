@@ -51,6 +51,12 @@ pub fn type_name(collection: &str) -> String {
     } else {
         collection.to_string()
     };
+    // A one-letter plural (`s`) keeps its name, so the type is never empty.
+    let singular = if singular.is_empty() {
+        collection.to_string()
+    } else {
+        singular
+    };
     singular
         .split(['-', '_'])
         .filter(|p| !p.is_empty())
@@ -193,6 +199,21 @@ impl BusinessObject {
         out.map_err(store_error)
     }
 
+    /// Like [`BusinessObject::stores`] for reads: the turn has nothing to commit unless the
+    /// schema had to be created.
+    fn stores_read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, ObjectError> {
+        let out = self.cx.state().storage().with(|s| {
+            s.internal_read(|c| {
+                schema::ensure(c)?;
+                Ok(f(c))
+            })
+        })?;
+        out.map_err(store_error)
+    }
+
     fn announce(&self, t: &Thing, verb: &str) -> Result<(), ObjectError> {
         let kind = format!("{}.{verb}", type_name(&t.collection));
         let subject = format!("{}/{}", t.collection, t.id);
@@ -249,7 +270,7 @@ impl BusinessObject {
             }
             "things.get" => {
                 let r: ThingRef = args(method, a)?;
-                let (t, verbs) = self.stores(|c| {
+                let (t, verbs) = self.stores_read(|c| {
                     let t = things::get(c, &r.collection, &r.id)?.ok_or_else(|| {
                         StoreError::NotFound(format!("no thing `{}/{}`", r.collection, r.id))
                     })?;
@@ -282,7 +303,7 @@ impl BusinessObject {
                     limit: page(l.limit)?,
                     sort: sort.clone(),
                 };
-                let (p, count) = self.stores(|c| {
+                let (p, count) = self.stores_read(|c| {
                     Ok((
                         query::list(c, &l.collection, &q)?,
                         things::count(c, &l.collection)?,
@@ -300,7 +321,7 @@ impl BusinessObject {
             "things.history" => {
                 let h: History = args(method, a)?;
                 let limit = page(h.limit)?;
-                let items = self.stores(|c| {
+                let items = self.stores_read(|c| {
                     things::history(c, &h.collection, &h.id, h.after.unwrap_or(0), limit)
                 })?;
                 let cursor = (items.len() == limit)
@@ -309,7 +330,7 @@ impl BusinessObject {
                 Ok(json!({ "items": items, "cursor": cursor }))
             }
             "collections.list" => {
-                let list = self.stores(things::collections)?;
+                let list = self.stores_read(things::collections)?;
                 Ok(
                     json!({ "items": list.iter().map(|(n, c)| json!({ "name": n, "count": c, "type": type_name(n) })).collect::<Vec<_>>() }),
                 )
@@ -320,7 +341,7 @@ impl BusinessObject {
                 Ok(json!({ "collection": r.collection, "field": r.field, "created": created }))
             }
             "indexes.list" => {
-                let list = self.stores(things::indexes)?;
+                let list = self.stores_read(things::indexes)?;
                 Ok(
                     json!({ "items": list.iter().map(|(c, f)| json!({ "collection": c, "field": f })).collect::<Vec<_>>() }),
                 )
@@ -344,7 +365,7 @@ impl BusinessObject {
                 let l: Links = args(method, a)?;
                 let limit = page(l.limit)?;
                 let after = l.after.unwrap_or(0);
-                let items = self.stores(|c| {
+                let items = self.stores_read(|c| {
                     let ends = match (&l.from, &l.to) {
                         (Some(f), None) => relationships::Ends::From(f),
                         (None, Some(t)) => relationships::Ends::To(t),
@@ -362,7 +383,7 @@ impl BusinessObject {
                 let r: Related = args(method, a)?;
                 let limit = page(r.limit)?;
                 let from = format!("{}/{}", r.collection, r.id);
-                let (links, targets) = self.stores(|c| {
+                let (links, targets) = self.stores_read(|c| {
                     if things::get(c, &r.collection, &r.id)?.is_none() {
                         return Err(StoreError::NotFound(format!("no thing `{from}`")));
                     }
@@ -403,7 +424,7 @@ impl BusinessObject {
                     Some(_) => return Err(ObjectError::bad_request("limit must be 1 to 100")),
                 };
                 let hits =
-                    self.stores(|c| search::search(c, &s.q, s.collection.as_deref(), limit))?;
+                    self.stores_read(|c| search::search(c, &s.q, s.collection.as_deref(), limit))?;
                 Ok(
                     json!({ "items": hits.iter().map(|h| json!({ "thing": record(&h.thing), "rank": h.rank })).collect::<Vec<_>>() }),
                 )
@@ -430,8 +451,8 @@ impl BusinessObject {
             "objects.list" => {
                 let p: ObjectsPage = args(method, a)?;
                 let limit = page(p.limit)?;
-                let items =
-                    self.stores(|c| objects::list(c, p.after.as_deref().unwrap_or(""), limit))?;
+                let items = self
+                    .stores_read(|c| objects::list(c, p.after.as_deref().unwrap_or(""), limit))?;
                 let cursor = (items.len() == limit)
                     .then(|| items.last().map(|o| o.name.clone()))
                     .flatten();
@@ -468,6 +489,7 @@ mod tests {
             ("news", "New"),
             ("glass", "Glass"),
             ("deal_stages", "DealStage"),
+            ("s", "S"),
         ] {
             assert_eq!(type_name(c), t);
         }

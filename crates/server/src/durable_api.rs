@@ -55,7 +55,7 @@ fn created(t: &Target, created: bool, body: Value, path: &str) -> Response {
         StatusCode::OK
     };
     let mut res = (status, Json(body)).into_response();
-    let enc = percent_encoding::utf8_percent_encode(&t.name, percent_encoding::NON_ALPHANUMERIC);
+    let enc = crate::names::encode(&t.name);
     if let Ok(v) = HeaderValue::from_str(&format!("/{enc}/{path}")) {
         res.headers_mut().insert(header::LOCATION, v);
     }

@@ -166,7 +166,7 @@ async fn index(State(app): State<AppState>, headers: axum::http::HeaderMap) -> R
         .iter()
         .filter_map(|o| o.name.as_deref())
         .map(|n| {
-            let enc = percent_encoding::utf8_percent_encode(n, percent_encoding::NON_ALPHANUMERIC);
+            let enc = names::encode(n);
             json!({ "name": n, "$id": format!("{origin}/{enc}") })
         })
         .collect();
@@ -233,8 +233,7 @@ async fn object_root(
         )
         .await?;
     let origin = origin(&headers);
-    let enc =
-        percent_encoding::utf8_percent_encode(&target.name, percent_encoding::NON_ALPHANUMERIC);
+    let enc = names::encode(&target.name);
     let id = format!("{origin}/{enc}");
     let collections = app
         .host

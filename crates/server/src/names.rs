@@ -37,3 +37,33 @@ pub fn check_object_name(name: &str, builtin: bool) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// Characters an object name cannot carry as they are in one path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// An object name as a path segment: `acme-inc` stays `acme-inc`, `a/b` becomes `a%2Fb`.
+pub fn encode(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+}
+
+/// The object name a path segment spells, if it is valid UTF-8.
+pub fn decode(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}

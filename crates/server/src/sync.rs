@@ -31,7 +31,7 @@ struct Feed {
     app: AppState,
     t: Target,
     after: i64,
-    pattern: Option<String>,
+    pattern: Option<dotdo_workflow::Pattern>,
     /// `collection/` for a collection's stream.
     subject_prefix: Option<String>,
 }
@@ -44,10 +44,8 @@ impl Feed {
     ) -> Result<Vec<Value>, ApiError> {
         loop {
             changes.borrow_and_update();
-            let mut args = json!({ "after": self.after, "limit": PAGE });
-            if let Some(p) = &self.pattern {
-                args["type"] = json!(p);
-            }
+            // Unfiltered, so the position moves past everything read, matching or not.
+            let args = json!({ "after": self.after, "limit": PAGE });
             let page = call(&self.app, &self.t, "events.list", args).await?;
             let items = page["items"].as_array().cloned().unwrap_or_default();
             if let Some(last) = items.last().and_then(|e| e["seq"].as_i64()) {
@@ -56,9 +54,13 @@ impl Feed {
             let wanted: Vec<Value> = items
                 .into_iter()
                 .filter(|e| {
-                    self.subject_prefix
-                        .as_deref()
-                        .is_none_or(|p| e["subject"].as_str().is_some_and(|s| s.starts_with(p)))
+                    let kind = e["type"].as_str().unwrap_or_default();
+                    let subject = e["subject"].as_str().unwrap_or_default();
+                    self.pattern.as_ref().is_none_or(|p| p.matches(kind))
+                        && self
+                            .subject_prefix
+                            .as_deref()
+                            .is_none_or(|p| subject.starts_with(p))
                 })
                 .collect();
             if !wanted.is_empty() {
@@ -91,7 +93,8 @@ pub async fn sync(
         )));
     }
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let after = match q.get("after").map(String::as_str).or(last_id) {
+    // A reconnecting EventSource repeats the URL's `after` but names where it really got to.
+    let after = match last_id.or(q.get("after").map(String::as_str)) {
         None => 0,
         Some(s) => s
             .parse::<i64>()
@@ -108,12 +111,14 @@ pub async fn sync(
         (Some(c), None) => {
             dotdo_stores::ids::check_collection(c)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            (Some(format!("{}.*", type_name(c))), Some(format!("{c}/")))
+            let p = dotdo_workflow::Pattern::parse(&format!("{}.*", type_name(c)))
+                .map_err(ApiError::bad_request)?;
+            (Some(p), Some(format!("{c}/")))
         }
-        (None, Some(p)) => {
-            dotdo_workflow::Pattern::parse(p).map_err(ApiError::bad_request)?;
-            (Some(p.clone()), None)
-        }
+        (None, Some(p)) => (
+            Some(dotdo_workflow::Pattern::parse(p).map_err(ApiError::bad_request)?),
+            None,
+        ),
         (None, None) => (None, None),
     };
     // Activate the object now, so a bad name fails before the stream starts.

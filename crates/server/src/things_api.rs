@@ -48,14 +48,19 @@ pub fn routes() -> Router<AppState> {
 
 /// The URLs of one object, from the request's origin.
 pub(crate) struct Urls {
+    origin: String,
     pub object: String,
+    /// The object's name, decoded.
+    name: String,
 }
 
 impl Urls {
     pub fn new(headers: &HeaderMap, t: &Target) -> Urls {
-        let enc = utf8_percent_encode(&t.name, NON_ALPHANUMERIC);
+        let origin = crate::origin(headers);
         Urls {
-            object: format!("{}/{enc}", crate::origin(headers)),
+            object: format!("{origin}/{}", crate::names::encode(&t.name)),
+            origin,
+            name: t.name.clone(),
         }
     }
     pub fn collection(&self, c: &str) -> String {
@@ -72,10 +77,21 @@ impl Urls {
             format!("{}/{r}", self.object)
         }
     }
-    /// An item URL of this object back to `collection/id`; anything else as given.
+    /// An item URL of this object (however its name is encoded) back to `collection/id`;
+    /// anything else as given.
     pub fn local_ref(&self, r: &str) -> String {
-        match r.strip_prefix(&format!("{}/", self.object)) {
-            Some(rest) if rest.matches('/').count() == 1 => rest.to_string(),
+        let Some(path) = r
+            .strip_prefix(&self.origin)
+            .and_then(|p| p.strip_prefix('/'))
+        else {
+            return r.to_string();
+        };
+        match path.split('/').collect::<Vec<_>>().as_slice() {
+            [object, collection, id]
+                if crate::names::decode(object).as_deref() == Some(self.name.as_str()) =>
+            {
+                format!("{collection}/{id}")
+            }
             _ => r.to_string(),
         }
     }

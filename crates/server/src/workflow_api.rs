@@ -165,7 +165,7 @@ async fn create_action(
         StatusCode::OK
     };
     let mut res = (status, Json(action.clone())).into_response();
-    let enc = percent_encoding::utf8_percent_encode(&t.name, percent_encoding::NON_ALPHANUMERIC);
+    let enc = crate::names::encode(&t.name);
     if let Some(id) = action["id"].as_str()
         && let Ok(v) = HeaderValue::from_str(&format!("/{enc}/_actions/{id}"))
     {

@@ -29,13 +29,16 @@ pub fn check_verb(verb: &str) -> Result<()> {
         && verb
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::bad(format!(
+    if !ok {
+        return Err(StoreError::bad(format!(
             "verb `{verb}` must be 1 to 64 letters, digits, `-` or `_`, starting with a letter"
-        )))
+        )));
     }
+    // A thing's own routes and links.
+    if matches!(verb, "history" | "edit" | "collection") {
+        return Err(StoreError::bad(format!("`{verb}` is reserved, not a verb")));
+    }
+    Ok(())
 }
 
 /// The local thing a reference names, if it is of the form `collection/id`.

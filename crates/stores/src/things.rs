@@ -299,9 +299,10 @@ pub fn delete(
 ) -> Result<Vec<Thing>> {
     let first = live_for_write(c, collection, id, expected)?;
     let mut deleted = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut todo = vec![first];
     while let Some(t) = todo.pop() {
-        if deleted.iter().any(|d: &Thing| d.rowid == t.rowid) {
+        if !seen.insert(t.rowid) {
             continue;
         }
         let next = relationships::cascade_targets(c, &t)?;

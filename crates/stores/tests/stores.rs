@@ -327,6 +327,19 @@ fn relationships_and_cascade() {
         )
         .is_err()
     );
+    assert!(
+        relationships::link(
+            &c,
+            "contacts/ann",
+            "history",
+            "contacts/bob",
+            None,
+            false,
+            2
+        )
+        .is_err(),
+        "a thing's own routes are not verbs"
+    );
     // Deleting the company deletes Ann (cascade) but not Bob; their relationships go.
     let gone = things::delete(&c, "companies", "acme", None, 3).unwrap();
     let ids: Vec<&str> = gone.iter().map(|t| t.id.as_str()).collect();
