@@ -37,6 +37,9 @@ pub struct StartArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Largest body of a thing (and of the other store routes) in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_thing_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -83,6 +86,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let host = Host::open(opts).context("cannot open the state directory")?;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
+        max_thing_bytes: args.max_thing_bytes,
         ..ServerConfig::default()
     };
     let app = dotdo_server::app(host.clone(), config);

@@ -413,3 +413,21 @@ async fn sync_resumes_without_loss_or_repeat() {
         .collect();
     assert_eq!(ids, seqs[500..].to_vec());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thing_body_limit_is_configurable() {
+    let (_dir, state) = state_dir();
+    let s = Server::start(&state, &["--max-thing-bytes", "3000000"]);
+    let c = client();
+    let big = json!({ "id": "big", "blob": "x".repeat(1_500_000) });
+    let (st, v) = send(c.post(s.url("/acme/files")).json(&big)).await;
+    assert_eq!(st, 201, "{}", v["error"]);
+    let (st, v) = send(
+        c.post(s.url("/acme/files"))
+            .json(&json!({ "blob": "x".repeat(3_100_000) })),
+    )
+    .await;
+    assert_eq!(st, 413, "{v}");
+    let (_, page) = send(c.get(s.url("/acme/files"))).await;
+    assert_eq!(page["count"], 1);
+}

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub mounts: Vec<Mount>,
     /// Largest request body (KV values may be up to 2 MiB).
     pub max_body_bytes: usize,
+    /// Largest body on the stores' routes (things, relationships, …).
+    pub max_thing_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             builtin_namespace: BUILTIN_NAMESPACE.to_string(),
             mounts: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
+            max_thing_bytes: 1024 * 1024,
         }
     }
 }
@@ -108,7 +111,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
     let object = storage_api::routes()
         .merge(workflow_api::routes())
         .merge(durable_api::routes())
-        .merge(things_api::routes())
+        .merge(things_api::routes(state.config.max_thing_bytes))
         .route("/sync", get(sync::sync))
         .route("/", get(object_root))
         .route("/health", get(object_health))

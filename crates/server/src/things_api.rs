@@ -28,7 +28,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<AppState> {
+/// The routes, with bodies up to `max_body` bytes (`--max-thing-bytes`).
+pub fn routes(max_body: usize) -> Router<AppState> {
     Router::new()
         .route("/_search", get(search))
         .route("/_relationships", get(list_links).post(link))
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{collection}/{id}/history", get(history))
         .route("/{collection}/{id}/edit", get(edit))
         .route("/{collection}/{id}/{verb}", get(related))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 
 /// The URLs of one object, from the request's origin.

@@ -21,5 +21,5 @@ pub use query::{Cursor, ListQuery, Page, Sort, SortField};
 pub use relationships::Relationship;
 pub use things::{Thing, Version};
 
-/// Largest thing (its data as JSON).
-pub const MAX_THING_BYTES: usize = 1 << 20;
+/// Largest thing the store takes (its data as JSON), whatever the server's body limit.
+pub const MAX_THING_BYTES: usize = 16 << 20;
