@@ -107,8 +107,8 @@ struct Paged {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ByName {
-    name: String,
+pub(crate) struct ByName {
+    pub(crate) name: String,
 }
 
 #[derive(Deserialize)]

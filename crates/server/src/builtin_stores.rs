@@ -4,7 +4,7 @@
 //!
 //! Results are plain records; transports render them (REST adds URLs from the request).
 
-use crate::builtin::{BusinessObject, args, page};
+use crate::builtin::{BusinessObject, ByName, args, page};
 use dotdo_runtime::{ErrorKind, ObjectError};
 use dotdo_storage::rusqlite::Connection;
 use dotdo_stores::things::{self, Thing};
@@ -170,12 +170,6 @@ struct Register {
 struct ObjectsPage {
     after: Option<String>,
     limit: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ByName {
-    name: String,
 }
 
 #[derive(Deserialize)]

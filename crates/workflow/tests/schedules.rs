@@ -3,8 +3,10 @@
 //! schedules in one object.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
+use common::eventually;
 use dotdo_runtime::{
     AlarmInfo, DurableObject, FnClass, Host, HostOptions, ManualClock, ObjectError, ObjectState,
 };
@@ -255,20 +257,6 @@ async fn ticks(host: &Host) -> Vec<String> {
         .iter()
         .map(|e| e["subject"].as_str().unwrap_or_default().to_string())
         .collect()
-}
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..500 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! retries, the DLQ, handlers, deliveries between objects, webhooks and fencing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 use async_trait::async_trait;
+use common::eventually;
 use dotdo_runtime::{
     AlarmInfo, DurableObject, ErrorKind, FnClass, Host, HostOptions, ManualClock, ObjectError,
     ObjectState,
@@ -286,20 +288,6 @@ impl Fixture {
     fn runs(&self, key: &str) -> u32 {
         self.world.runs.lock().get(key).copied().unwrap_or(0)
     }
-}
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..500 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]
