@@ -44,21 +44,23 @@ pub fn register(
     get(c, name)?.ok_or_else(|| StoreError::NotFound(format!("no object `{name}`")))
 }
 
+fn row(r: &dotdo_storage::rusqlite::Row<'_>) -> dotdo_storage::rusqlite::Result<KnownObject> {
+    let data: Option<String> = r.get(3)?;
+    Ok(KnownObject {
+        name: r.get(0)?,
+        relation: r.get(1)?,
+        class: r.get(2)?,
+        data: data.and_then(|d| serde_json::from_str(&d).ok()),
+        created_at: r.get(4)?,
+    })
+}
+
 pub fn get(c: &Connection, name: &str) -> Result<Option<KnownObject>> {
     use dotdo_storage::rusqlite::OptionalExtension;
     Ok(c.prepare_cached(
         "SELECT name, relation, class, data, created_at FROM _do_objects WHERE name = ?1",
     )?
-    .query_row([name], |r| {
-        let data: Option<String> = r.get(3)?;
-        Ok(KnownObject {
-            name: r.get(0)?,
-            relation: r.get(1)?,
-            class: r.get(2)?,
-            data: data.and_then(|d| serde_json::from_str(&d).ok()),
-            created_at: r.get(4)?,
-        })
-    })
+    .query_row([name], row)
     .optional()?)
 }
 
@@ -67,16 +69,7 @@ pub fn list(c: &Connection, after: &str, limit: usize) -> Result<Vec<KnownObject
         .prepare_cached(
             "SELECT name, relation, class, data, created_at FROM _do_objects WHERE name > ?1 ORDER BY name",
         )?
-        .query_map([after], |r| {
-            let data: Option<String> = r.get(3)?;
-            Ok(KnownObject {
-                name: r.get(0)?,
-                relation: r.get(1)?,
-                class: r.get(2)?,
-                data: data.and_then(|d| serde_json::from_str(&d).ok()),
-                created_at: r.get(4)?,
-            })
-        })?
+        .query_map([after], row)?
         .take(limit)
         .collect::<dotdo_storage::rusqlite::Result<_>>()?)
 }

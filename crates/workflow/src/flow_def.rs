@@ -109,7 +109,7 @@ pub fn parse(def: &Value) -> Result<WorkflowDef, String> {
     })
 }
 
-/// A workflow or step name: 1 to 128 letters, digits, `-`, `_`, `.`.
+/// A workflow, step, run or schedule name: 1 to 128 letters, digits, `-`, `_`, `.`.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = (1..=128).contains(&name.len())
         && name

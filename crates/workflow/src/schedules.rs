@@ -137,7 +137,7 @@ impl Schedule {
         };
         let id = match req.id {
             Some(id) => {
-                check_id(&id)?;
+                crate::flow_def::check_name(&id).map_err(|e| format!("schedule id {e}"))?;
                 id
             }
             None => new_id("sch"),
@@ -205,20 +205,6 @@ impl Schedule {
             && self.catch_up == other.catch_up
             && self.catch_up_limit == other.catch_up_limit
             && self.action == other.action
-    }
-}
-
-fn check_id(id: &str) -> Result<(), String> {
-    let ok = (1..=128).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "schedule id `{id}` must be 1 to 128 letters, digits, `-`, `_` or `.`"
-        ))
     }
 }
 
