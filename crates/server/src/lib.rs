@@ -8,9 +8,11 @@ mod builtin_stores;
 mod durable_api;
 mod error;
 mod extract;
+mod metrics;
 mod names;
 pub mod openapi;
 mod outbound;
+mod rpc_api;
 mod storage_api;
 mod sync;
 mod things_api;
@@ -77,6 +79,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Bumped after every write through the API, so sync streams look for new events.
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The whole HTTP API as a router, so tests can call it without a socket.
@@ -85,10 +88,13 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
         host,
         config: Arc::new(config),
         changes: Arc::new(tokio::sync::watch::channel(0).0),
+        metrics: Arc::default(),
     };
     let mut router = Router::new()
         .route("/", get(index))
         .route("/health", get(health))
+        .route("/rpc", axum::routing::any(rpc_api::root_rpc))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/openapi.json",
             get(|| async { Json(openapi::document().clone()) }),
@@ -99,6 +105,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
             builtin: false,
         };
         let object = storage_api::routes()
+            .route("/rpc", axum::routing::any(rpc_api::class_rpc))
             .route("/", axum::routing::any(forward_fetch))
             .route("/{*rest}", axum::routing::any(forward_fetch))
             .layer(Extension(ns));
@@ -113,6 +120,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
         .merge(durable_api::routes())
         .merge(things_api::routes(state.config.max_thing_bytes))
         .route("/sync", get(sync::sync))
+        .route("/rpc", axum::routing::any(rpc_api::object_rpc))
         .route("/", get(object_root))
         .route("/health", get(object_health))
         .layer(Extension(builtin));

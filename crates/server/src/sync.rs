@@ -27,18 +27,45 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(500);
 const PAGE: usize = 1000;
 
-struct Feed {
-    app: AppState,
-    t: Target,
-    after: i64,
-    pattern: Option<dotdo_workflow::Pattern>,
+pub(crate) struct Feed {
+    pub(crate) app: AppState,
+    pub(crate) t: Target,
+    pub(crate) after: i64,
+    pub(crate) pattern: Option<dotdo_workflow::Pattern>,
     /// `collection/` for a collection's stream.
-    subject_prefix: Option<String>,
+    pub(crate) subject_prefix: Option<String>,
+}
+
+/// The event pattern and subject prefix of a stream of one collection's changes or of
+/// events of a type pattern (not both).
+pub(crate) fn filter(
+    collection: Option<&str>,
+    kind: Option<&str>,
+) -> Result<(Option<dotdo_workflow::Pattern>, Option<String>), ApiError> {
+    Ok(match (collection, kind) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `collection` or `type`, not both",
+            ));
+        }
+        (Some(c), None) => {
+            dotdo_stores::ids::check_collection(c)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let p = dotdo_workflow::Pattern::parse(&format!("{}.*", type_name(c)))
+                .map_err(ApiError::bad_request)?;
+            (Some(p), Some(format!("{c}/")))
+        }
+        (None, Some(p)) => (
+            Some(dotdo_workflow::Pattern::parse(p).map_err(ApiError::bad_request)?),
+            None,
+        ),
+        (None, None) => (None, None),
+    })
 }
 
 impl Feed {
     /// The next events after the position, waiting until there are some.
-    async fn next(
+    pub(crate) async fn next(
         &mut self,
         changes: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Result<Vec<Value>, ApiError> {
@@ -102,25 +129,8 @@ pub async fn sync(
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::bad_request("`after` must be a sequence number ≥ 0"))?,
     };
-    let (pattern, subject_prefix) = match (q.get("collection"), q.get("type")) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give `collection` or `type`, not both",
-            ));
-        }
-        (Some(c), None) => {
-            dotdo_stores::ids::check_collection(c)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let p = dotdo_workflow::Pattern::parse(&format!("{}.*", type_name(c)))
-                .map_err(ApiError::bad_request)?;
-            (Some(p), Some(format!("{c}/")))
-        }
-        (None, Some(p)) => (
-            Some(dotdo_workflow::Pattern::parse(p).map_err(ApiError::bad_request)?),
-            None,
-        ),
-        (None, None) => (None, None),
-    };
+    let (pattern, subject_prefix) =
+        filter(q.get("collection").map(String::as_str), q.get("type").map(String::as_str))?;
     // Activate the object now, so a bad name fails before the stream starts.
     call(&app, &t, "workflow.counts", Value::Null).await?;
     let feed = Feed {

@@ -546,6 +546,7 @@ impl Context {
         self.read(|c| {
             Ok(json!({
                 "events": store::event_count(c)?,
+                "lastEventSeq": store::last_event_seq(c)?,
                 "outbox": store::outbox_len(c)?,
                 "dlq": store::dlq_count(c)?,
                 "subscriptions": store::subscription_count(c)?,

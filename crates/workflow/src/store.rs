@@ -291,6 +291,12 @@ pub fn event_count(c: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// The sequence number of the newest event (0 when there is none).
+pub fn last_event_seq(c: &Connection) -> Result<i64> {
+    c.prepare_cached("SELECT coalesce(max(seq), 0) FROM _do_events")?
+        .query_row([], |r| r.get(0))
+}
+
 /// Events not yet handed to handlers and subscriptions, at most `limit`.
 pub fn undispatched(c: &Connection, limit: usize) -> Result<Vec<Event>> {
     let from = wf_get(c, "dispatched")?;
