@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 
 const base = process.env.DOTDO_URL ?? "http://127.0.0.1:4000";
 const wsBase = base.replace(/^http/, "ws");
-const object = `interop-${Date.now()}`;
+const object = process.env.DOTDO_OBJECT ?? `interop-${Date.now()}`;
+// `verify`: only check that what an earlier full run wrote is still there (after a restart).
+const verifyOnly = process.env.DOTDO_PHASE === "verify";
 
 async function metric(name) {
   const text = await (await fetch(`${base}/metrics`)).text();
@@ -171,6 +173,18 @@ check("the object's own endpoint over WebSocket", async () => {
   assert.equal(t.version, 2);
   const hits = await ws.search("Jane");
   assert.ok(hits.items.length >= 1);
+  ws[Symbol.dispose]();
+});
+
+if (verifyOnly) checks.length = 0;
+check("what the run wrote is there, over both transports", async () => {
+  const jane = await root().object(object).things("contacts").get("jane");
+  assert.equal(jane.title, "CEO");
+  assert.equal(jane.version, 2);
+  const ws = newWebSocketRpcSession(`${wsBase}/${object}/rpc`);
+  const page = await ws.things("contacts").list({ sort: "id" });
+  assert.deepEqual(page.items.map((t) => t.id), ["jane", "john"]);
+  assert.deepEqual([...(await ws.storage.get("blob"))], [9, 8, 7]);
   ws[Symbol.dispose]();
 });
 
