@@ -7,6 +7,7 @@
 //! `cargo build --release -p dotdo-cli -p dotdo-bench && target/release/dotdo-bench`
 
 mod http_load;
+mod rpc;
 mod runtime;
 mod schedules;
 mod stats;
@@ -44,6 +45,11 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("dotdo"),
     };
     let wants = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
+    if wants("rpc") {
+        for line in rpc::compare(&dotdo, args.requests, args.connections).await? {
+            println!("{line}");
+        }
+    }
     // In-process runtime scenarios first, on a quiet disk.
     if wants("schedules_next_alarm_10k") {
         for line in schedules::next_alarm_10k()? {

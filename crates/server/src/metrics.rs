@@ -38,16 +38,59 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let h = app.host.stats();
     let mut out = String::new();
     let mut line = |name: &str, kind: &str, help: &str, v: String| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     };
     let n = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-    line("dotdo_objects_active", "gauge", "Objects open in memory.", h.active.to_string());
-    line("dotdo_object_activations_total", "counter", "Objects opened.", h.activations.to_string());
-    line("dotdo_object_evictions_total", "counter", "Objects closed for idleness or room.", h.evictions.to_string());
-    line("dotdo_alarms_pending", "gauge", "Alarms waiting to fire.", h.pending_alarms.to_string());
-    line("dotdo_rpc_batches_total", "counter", "RPC HTTP batches served.", n(&m.rpc_batches));
-    line("dotdo_rpc_websocket_sessions_total", "counter", "RPC WebSocket sessions opened.", n(&m.rpc_websocket_sessions));
-    line("dotdo_rpc_websocket_sessions_open", "gauge", "RPC WebSocket sessions open now.", m.rpc_websocket_open.load(Ordering::Relaxed).to_string());
-    line("dotdo_rpc_targets_live", "gauge", "Stubs the server handed out over RPC and clients still hold.", m.rpc_targets_live.load(Ordering::Relaxed).to_string());
+    line(
+        "dotdo_objects_active",
+        "gauge",
+        "Objects open in memory.",
+        h.active.to_string(),
+    );
+    line(
+        "dotdo_object_activations_total",
+        "counter",
+        "Objects opened.",
+        h.activations.to_string(),
+    );
+    line(
+        "dotdo_object_evictions_total",
+        "counter",
+        "Objects closed for idleness or room.",
+        h.evictions.to_string(),
+    );
+    line(
+        "dotdo_alarms_pending",
+        "gauge",
+        "Alarms waiting to fire.",
+        h.pending_alarms.to_string(),
+    );
+    line(
+        "dotdo_rpc_batches_total",
+        "counter",
+        "RPC HTTP batches served.",
+        n(&m.rpc_batches),
+    );
+    line(
+        "dotdo_rpc_websocket_sessions_total",
+        "counter",
+        "RPC WebSocket sessions opened.",
+        n(&m.rpc_websocket_sessions),
+    );
+    line(
+        "dotdo_rpc_websocket_sessions_open",
+        "gauge",
+        "RPC WebSocket sessions open now.",
+        m.rpc_websocket_open.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "dotdo_rpc_targets_live",
+        "gauge",
+        "Stubs the server handed out over RPC and clients still hold.",
+        m.rpc_targets_live.load(Ordering::Relaxed).to_string(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -77,7 +77,10 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get" "/health", "server", "Server health", [], None, (200, Some("Object")), []),
     op!("get" "/", "server", "API index (HTML for browsers)", [], None, (200, Some("Object")), []),
     op!("get" "/openapi.json", "server", "This document", [], None, (200, Some("Object")), []),
+    op!("get" "/metrics", "server", "Counters in the Prometheus text format", [], None, (200, None), []),
+    op!("post" "/rpc", "rpc", "Cap'n Web RPC as one HTTP batch: newline-separated messages in, the answers out (a GET with `Upgrade: websocket` opens a session instead). Main object: `object(name)` (an object's API) and `echo(value)`", [], None, (200, None), []),
     op!("get" "/{object}", "objects", "The object's root: collections, stores, links", [OBJECT], None, (200, Some("Object")), []),
+    op!("post" "/{object}/rpc", "rpc", "Cap'n Web RPC on the object as one HTTP batch (a GET with `Upgrade: websocket` opens a session). Main object: `things(collection)`, `relationships`, `storage`, `search(q, options)`, `emit(type, data)`, `events(options)`, `subscribe(callback, options)`", [OBJECT], None, (200, None), []),
     op!("get" "/{object}/health", "objects", "Activate the object and report it", [OBJECT], None, (200, Some("Object")), []),
     // Raw storage.
     op!("get" "/{object}/_storage/kv", "storage", "List KV entries", [OBJECT, ("prefix", "query", "string", false, "Keys starting with this."), ("start", "query", "string", false, "From this key."), ("end", "query", "string", false, "Before this key."), ("limit", "query", "limit-kv", false, "1 to 10,000."), ("reverse", "query", "boolean", false, "Newest key first."), ("cursor", "query", "string", false, "From a previous page.")], None, (200, Some("Page")), []),

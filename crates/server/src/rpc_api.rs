@@ -8,6 +8,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Target, body_bytes};
+use crate::metrics::LiveTarget;
 use crate::values::{json_to_sql, sql_to_json};
 use crate::workflow_api::call;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -24,7 +25,6 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use crate::metrics::LiveTarget;
 
 /// Close code of a session the server ends (the reference implementation's).
 const CLOSE_ABORT: u16 = 3000;
@@ -49,12 +49,20 @@ pub(crate) async fn object_rpc(
     target: Target,
     req: Request,
 ) -> Response {
-    let main = Stub::new(ObjectApi::new(app.clone(), target, &crate::origin(&headers)));
+    let main = Stub::new(ObjectApi::new(
+        app.clone(),
+        target,
+        &crate::origin(&headers),
+    ));
     serve(app, main, req).await
 }
 
 /// `/{mount}/{object}/rpc`: a class's named methods (`DurableObject::call`).
-pub(crate) async fn class_rpc(State(app): State<AppState>, target: Target, req: Request) -> Response {
+pub(crate) async fn class_rpc(
+    State(app): State<AppState>,
+    target: Target,
+    req: Request,
+) -> Response {
     let main = Stub::new(ClassApi {
         app: app.clone(),
         target,
@@ -85,14 +93,17 @@ async fn serve(app: AppState, main: Stub, req: Request) -> Response {
         )
         .await
         {
-            Ok(ws) => ws
-                .max_message_size(limits.max_message_bytes)
-                .on_upgrade(move |socket| async move {
-                    metrics.rpc_websocket_sessions.fetch_add(1, Ordering::Relaxed);
-                    metrics.rpc_websocket_open.fetch_add(1, Ordering::Relaxed);
-                    websocket(socket, main, limits).await;
-                    metrics.rpc_websocket_open.fetch_sub(1, Ordering::Relaxed);
-                }),
+            Ok(ws) => {
+                ws.max_message_size(limits.max_message_bytes)
+                    .on_upgrade(move |socket| async move {
+                        metrics
+                            .rpc_websocket_sessions
+                            .fetch_add(1, Ordering::Relaxed);
+                        metrics.rpc_websocket_open.fetch_add(1, Ordering::Relaxed);
+                        websocket(socket, main, limits).await;
+                        metrics.rpc_websocket_open.fetch_sub(1, Ordering::Relaxed);
+                    })
+            }
             Err(e) => e.into_response(),
         };
     }
@@ -446,14 +457,23 @@ impl RpcTarget for ObjectApi {
             "emit" => {
                 let kind = a.string(0, "type")?;
                 let data = a.json(1, "data")?;
-                let r = o.call("events.emit", json!({ "type": kind, "data": data })).await?;
+                let r = o
+                    .call("events.emit", json!({ "type": kind, "data": data }))
+                    .await?;
                 Ok(RpcValue::from(r))
             }
             "subscribe" => self.subscribe(a).await,
             "events" => {
                 let mut q = Map::new();
-                options_into(method, a.options(0, "options")?, &["after", "type", "limit"], &mut q)?;
-                Ok(RpcValue::from(o.call("events.list", Value::Object(q)).await?))
+                options_into(
+                    method,
+                    a.options(0, "options")?,
+                    &["after", "type", "limit"],
+                    &mut q,
+                )?;
+                Ok(RpcValue::from(
+                    o.call("events.list", Value::Object(q)).await?,
+                ))
             }
             _ => Err(RpcError::not_a_function(method)),
         }
@@ -544,12 +564,20 @@ impl RpcTarget for CollectionApi {
             }
             "create" => self.write("things.create", None, a.json(0, "data")?).await,
             "update" => {
-                self.write("things.merge", Some(a.string(0, "id")?), a.json(1, "patch")?)
-                    .await
+                self.write(
+                    "things.merge",
+                    Some(a.string(0, "id")?),
+                    a.json(1, "patch")?,
+                )
+                .await
             }
             "replace" => {
-                self.write("things.replace", Some(a.string(0, "id")?), a.json(1, "data")?)
-                    .await
+                self.write(
+                    "things.replace",
+                    Some(a.string(0, "id")?),
+                    a.json(1, "data")?,
+                )
+                .await
             }
             "delete" => {
                 let id = a.string(0, "id")?;
@@ -566,7 +594,12 @@ impl RpcTarget for CollectionApi {
                 let mut q = Map::new();
                 q.insert("collection".into(), json!(c));
                 q.insert("id".into(), json!(id));
-                options_into(method, a.options(1, "options")?, &["after", "limit"], &mut q)?;
+                options_into(
+                    method,
+                    a.options(1, "options")?,
+                    &["after", "limit"],
+                    &mut q,
+                )?;
                 Ok(RpcValue::from(
                     self.o.call("things.history", Value::Object(q)).await?,
                 ))
@@ -623,15 +656,18 @@ impl RpcTarget for RelationshipsApi {
             "related" => {
                 let from = a.string(0, "thing")?;
                 let Some((collection, id)) = from.split_once('/') else {
-                    return Err(RpcError::type_error(
-                        "related: `thing` is `collection/id`",
-                    ));
+                    return Err(RpcError::type_error("related: `thing` is `collection/id`"));
                 };
                 let mut q = Map::new();
                 q.insert("collection".into(), json!(collection));
                 q.insert("id".into(), json!(id));
                 q.insert("verb".into(), json!(a.string(1, "verb")?));
-                options_into(method, a.options(2, "options")?, &["after", "limit"], &mut q)?;
+                options_into(
+                    method,
+                    a.options(2, "options")?,
+                    &["after", "limit"],
+                    &mut q,
+                )?;
                 let r = o.call("things.related", Value::Object(q)).await?;
                 let mut out = r.clone();
                 let mut items = Vec::new();

@@ -129,8 +129,10 @@ pub async fn sync(
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::bad_request("`after` must be a sequence number ≥ 0"))?,
     };
-    let (pattern, subject_prefix) =
-        filter(q.get("collection").map(String::as_str), q.get("type").map(String::as_str))?;
+    let (pattern, subject_prefix) = filter(
+        q.get("collection").map(String::as_str),
+        q.get("type").map(String::as_str),
+    )?;
     // Activate the object now, so a bad name fails before the stream starts.
     call(&app, &t, "workflow.counts", Value::Null).await?;
     let feed = Feed {

@@ -90,3 +90,54 @@ async fn counts_ticks_and_keeps_state_across_eviction() {
     let (status, body) = send(&app, "GET", "/counter/c1/_storage/kv/value").await;
     assert_eq!((status, body), (200, json!(3)));
 }
+
+#[tokio::test]
+async fn a_mounted_class_answers_rpc_with_its_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let host =
+        Host::open(HostOptions::new(dir.path()).class("counter", dotdo_example_counter::class()))
+            .unwrap();
+    let config = ServerConfig {
+        mounts: vec![Mount {
+            segment: "counter".into(),
+            namespace: "counter".into(),
+        }],
+        ..ServerConfig::default()
+    };
+    let app = dotdo_server::app(host.clone(), config);
+    // Calls start in the order sent (the second increment answers 2); an unknown method is
+    // the class's own NOT_FOUND error.
+    let body = [
+        r#"["push",["pipeline",0,["incr"],[]]]"#,
+        r#"["push",["pipeline",0,["incr"],[]]]"#,
+        r#"["push",["pipeline",0,["get"],[]]]"#,
+        r#"["pull",2]"#,
+        r#"["push",["pipeline",0,["nope"],[]]]"#,
+        r#"["pull",4]"#,
+    ]
+    .join("\n");
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/counter/c1/rpc")
+        .body(Body::from(body))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let mut lines: Vec<Value> = text
+        .split('\n')
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l[1].as_i64());
+    assert_eq!(lines[0], json!(["resolve", 2, 2]));
+    assert_eq!(lines[1][0], "reject");
+    assert_eq!(lines[1][2][3], Value::Null);
+    assert_eq!(lines[1][2][4]["code"], "NOT_FOUND");
+    host.shutdown(Duration::from_secs(5)).await;
+}
