@@ -221,6 +221,25 @@ impl Session {
         drop(exports);
     }
 
+    /// Fails every result the peer has yet to settle.
+    fn fail_pending(&self, reason: RpcError) {
+        let pending: Vec<_> = {
+            let mut st = self.inner.state.lock();
+            let ids: Vec<i64> = st
+                .imports
+                .iter()
+                .filter(|(_, i)| matches!(i, Import::Pending(_)))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter().filter_map(|id| st.imports.remove(&id)).collect()
+        };
+        for import in pending {
+            if let Import::Pending(tx) = import {
+                let _ = tx.send(Err(reason.clone()));
+            }
+        }
+    }
+
     /// Waits until every pull has been answered (the end of a batch).
     pub async fn drained(&self) {
         loop {
@@ -614,6 +633,10 @@ pub async fn serve_batch(main: Stub, body: &str, limits: SessionLimits) -> Strin
         }
     }
     if aborted.is_none() {
+        // Nothing more can arrive: promises the client sent but did not settle never will.
+        session.fail_pending(RpcError::error(
+            "the client did not settle this promise within the batch",
+        ));
         session.drained().await;
     }
     session.close(RpcError::error("Batch RPC request ended."));

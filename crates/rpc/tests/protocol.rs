@@ -227,6 +227,18 @@ async fn a_callback_cannot_be_called_inside_a_batch() {
 }
 
 #[tokio::test]
+async fn a_promise_the_batch_never_settles_fails_instead_of_hanging() {
+    let got = batch(&[
+        json!(["push", ["pipeline", 0, ["greet"], [["promise", -1]]]]),
+        json!(["pull", 1]),
+    ])
+    .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0][0], "reject");
+    assert!(got[0][2][2].as_str().unwrap_or_default().contains("did not settle"));
+}
+
+#[tokio::test]
 async fn malformed_messages_abort_with_a_clear_error() {
     for bad in [
         "not json",
