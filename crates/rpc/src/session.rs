@@ -231,7 +231,9 @@ impl Session {
                 .filter(|(_, i)| matches!(i, Import::Pending(_)))
                 .map(|(id, _)| *id)
                 .collect();
-            ids.into_iter().filter_map(|id| st.imports.remove(&id)).collect()
+            ids.into_iter()
+                .filter_map(|id| st.imports.remove(&id))
+                .collect()
         };
         for import in pending {
             if let Import::Pending(tx) = import {

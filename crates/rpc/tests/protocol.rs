@@ -235,7 +235,12 @@ async fn a_promise_the_batch_never_settles_fails_instead_of_hanging() {
     .await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0][0], "reject");
-    assert!(got[0][2][2].as_str().unwrap_or_default().contains("did not settle"));
+    assert!(
+        got[0][2][2]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not settle")
+    );
 }
 
 #[tokio::test]
