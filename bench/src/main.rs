@@ -45,8 +45,15 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("dotdo"),
     };
     let wants = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
-    if wants("rpc") {
-        for line in rpc::compare(&dotdo, args.requests, args.connections).await? {
+    if args.only.as_deref().is_none_or(|o| o.starts_with("rpc")) {
+        for line in rpc::compare(
+            &dotdo,
+            args.only.as_deref(),
+            args.requests,
+            args.connections,
+        )
+        .await?
+        {
             println!("{line}");
         }
     }

@@ -30,7 +30,26 @@ use tokio_tungstenite::tungstenite::Message;
 struct Peer {
     name: &'static str,
     base: String,
+    pid: u32,
     _guard: Box<dyn std::any::Any>,
+}
+
+/// CPU time (user + system) a process has used, in seconds, from `/proc`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct NodeServer(Child);
@@ -92,30 +111,38 @@ fn start_node() -> anyhow::Result<(NodeServer, String)> {
 /// Runs every RPC scenario on dotdo and on the Node server, then a ratio line per scenario.
 pub async fn compare(
     dotdo: &Path,
+    only: Option<&str>,
     requests: usize,
     connections: usize,
 ) -> anyhow::Result<Vec<Line>> {
+    // `--only rpc_ws` runs the scenarios whose names contain it; `--only rpc` runs them all.
+    let scenarios: Vec<&str> = SCENARIOS
+        .into_iter()
+        .filter(|s| only.is_none_or(|o| s.contains(o) || o == "rpc"))
+        .collect();
     let mut peers = Vec::new();
     let server = http_load::start(dotdo, "normal")?;
     peers.push(Peer {
         name: "dotdo",
         base: server.base.clone(),
+        pid: server.child.id(),
         _guard: Box::new(server),
     });
     match start_node() {
         Ok((node, base)) => peers.push(Peer {
             name: "capnweb-node",
             base,
+            pid: node.0.id(),
             _guard: Box::new(node),
         }),
         Err(e) => eprintln!("skipping the capnweb peer: {e:#}"),
     }
     let mut lines = Vec::new();
-    let mut by_scenario: Vec<(String, &'static str, f64, f64)> = Vec::new();
+    let mut by_scenario: Vec<(String, &'static str, f64, f64, f64)> = Vec::new();
     for peer in &peers {
         setup(&peer.base).await?;
-        for scenario in SCENARIOS {
-            let line = run(&peer.base, scenario, requests, connections)
+        for scenario in &scenarios {
+            let line = run(&peer.base, peer.pid, scenario, requests, connections)
                 .await
                 .with_context(|| format!("{} on {}", scenario, peer.name))?
                 .with_name(scenario)
@@ -126,22 +153,26 @@ pub async fn compare(
                 peer.name,
                 line.0["throughput"].as_f64().unwrap_or(0.0),
                 line.0["p99_ms"].as_f64().unwrap_or(0.0),
+                line.0["server_cpu_us_per_op"].as_f64().unwrap_or(0.0),
             ));
             lines.push(line);
         }
     }
-    for scenario in SCENARIOS {
+    for scenario in &scenarios {
         let get = |peer: &str| {
             by_scenario
                 .iter()
-                .find(|(s, p, _, _)| s == scenario && *p == peer)
-                .map(|(_, _, t, p99)| (*t, *p99))
+                .find(|(s, p, ..)| s == scenario && *p == peer)
+                .map(|(_, _, t, p99, cpu)| (*t, *p99, *cpu))
         };
-        if let (Some((dt, dp)), Some((nt, np))) = (get("dotdo"), get("capnweb-node")) {
+        if let (Some((dt, dp, dc)), Some((nt, np, nc))) = (get("dotdo"), get("capnweb-node")) {
+            let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
             lines.push(Line(json!({
                 "scenario": format!("{scenario}_vs_capnweb_node"),
-                "throughput_ratio": (dt / nt * 100.0).round() / 100.0,
-                "p99_ratio": (dp / np * 100.0).round() / 100.0,
+                "throughput_ratio": ratio(dt, nt),
+                "p99_ratio": ratio(dp, np),
+                // How many times less server CPU dotdo spends per op.
+                "cpu_efficiency_ratio": ratio(nc, dc),
             })));
         }
     }
@@ -196,7 +227,11 @@ struct WsClient {
 impl WsClient {
     async fn connect(base: &str) -> anyhow::Result<WsClient> {
         let url = format!("{}/rpc", base.replacen("http", "ws", 1));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        // No Nagle delay (a call is several small frames), and a small read buffer (the
+        // default 128 KiB one is zeroed on every read).
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
         Ok(WsClient { ws, next_push: 1 })
     }
 
@@ -244,6 +279,7 @@ fn export_id(v: &Value) -> anyhow::Result<i64> {
 
 async fn run(
     base: &str,
+    pid: u32,
     scenario: &str,
     requests: usize,
     connections: usize,
@@ -262,6 +298,7 @@ async fn run(
     )
     .await?;
     let started = Instant::now();
+    let cpu_before = cpu_seconds(pid);
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (base, scenario, client, next) = (
@@ -278,7 +315,14 @@ async fn run(
     for t in tasks {
         all.extend(t.await??);
     }
-    Ok(Line::new(all, started.elapsed()))
+    let elapsed = started.elapsed();
+    // The server's own CPU per op: its efficiency, whatever the load generator's share of the
+    // machine (it runs on the same cores).
+    let cpu = cpu_seconds(pid) - cpu_before;
+    Ok(Line::new(all, elapsed).with(
+        "server_cpu_us_per_op",
+        json!((cpu * 1e6 / requests as f64 * 10.0).round() / 10.0),
+    ))
 }
 
 /// One client's share of the ops: it takes op numbers until `requests` are taken.

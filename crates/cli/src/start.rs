@@ -112,6 +112,12 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         stats.max_open
     );
     std::io::stdout().flush().ok();
+    // Small frames (RPC messages, SSE events) go out at once rather than waiting for an ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

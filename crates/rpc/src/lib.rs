@@ -17,6 +17,6 @@ mod value;
 
 pub use async_trait::async_trait;
 pub use codec::{Message, ProtocolError, parse_message};
-pub use session::{Session, SessionLimits, Transport, serve_batch};
+pub use session::{Session, SessionLimits, Transport, live_sessions, serve_batch};
 pub use stub::{Args, RpcResult, RpcTarget, Stub};
 pub use value::{RpcError, RpcValue};

@@ -6,7 +6,7 @@
 //! export lives until the peer releases every reference it was sent.
 
 use crate::codec::{self, Exporter, Message, ProtocolError, Resolver, bad};
-use crate::eval::{Base, Expr, apply, eval, eval_all, poll_once, resolve_base};
+use crate::eval::{Base, Expr, SharedResult, apply, eval, eval_all, poll_once, resolve_base};
 use crate::stub::{RpcResult, Stub, StubHook};
 use crate::value::{RpcError, RpcValue};
 use futures::FutureExt;
@@ -50,6 +50,13 @@ impl Default for SessionLimits {
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+static LIVE_SESSIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sessions whose state is still in memory (ended sessions leave once their last task is
+/// done), for metrics and leak checks.
+pub fn live_sessions() -> usize {
+    LIVE_SESSIONS.load(Ordering::Relaxed)
+}
 
 /// A session. Cloning gives another handle on the same session.
 #[derive(Clone)]
@@ -125,6 +132,7 @@ impl Session {
             delivered: HashMap::new(),
             closed: None,
         };
+        LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::new(Inner {
             id,
             transport,
@@ -165,13 +173,22 @@ impl Session {
         }
         match msg {
             Message::Push(v) => {
-                inner.push(&mut st, v)?;
+                let (_, run) = inner.push(&mut st, v)?;
+                drop(st);
+                inner.start(run);
             }
             Message::Stream(v) => {
-                let id = inner.push(&mut st, v)?;
-                inner.pull(&mut st, id, true)?;
+                let (id, run) = inner.push(&mut st, v)?;
+                let base = inner.pulled(&mut st, id)?;
+                drop(st);
+                inner.start(run);
+                inner.settle_pull(id, base, true);
             }
-            Message::Pull(id) => inner.pull(&mut st, id, false)?,
+            Message::Pull(id) => {
+                let base = inner.pulled(&mut st, id)?;
+                drop(st);
+                inner.settle_pull(id, base, false);
+            }
             Message::Resolve(id, v) => inner.settle(&mut st, id, Ok(v))?,
             Message::Reject(id, v) => inner.settle(&mut st, id, Err(v))?,
             Message::Release(id, n) => {
@@ -264,12 +281,24 @@ impl Session {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Inner {
     fn send(&self, msg: Value) {
         let _ = self.out.send(msg.to_string());
     }
 
-    fn push(self: &Arc<Self>, st: &mut State, v: Value) -> Result<i64, ProtocolError> {
+    /// Records a push; the returned future is its run, started by [`Inner::start`] once
+    /// the state is unlocked.
+    fn push(
+        self: &Arc<Self>,
+        st: &mut State,
+        v: Value,
+    ) -> Result<(i64, SharedResult), ProtocolError> {
         if st.exports.len() >= self.limits.max_exports {
             return Err(bad(format!(
                 "too many unreleased results ({}); release stubs or start a new session",
@@ -294,21 +323,42 @@ impl Inner {
                 refcount: 1,
             },
         );
-        // Every push runs, pulled or not.
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _ = shared.await;
-            me.flush_releases();
-        });
-        Ok(id)
+        Ok((id, shared))
     }
 
-    fn pull(self: &Arc<Self>, st: &mut State, id: i64, release: bool) -> Result<(), ProtocolError> {
-        let base = st
-            .exports
+    /// Starts a push: it runs at once as far as it can (a call on a settled target, like most,
+    /// finishes here), and a task drives the rest. Every push runs, pulled or not.
+    fn start(self: &Arc<Self>, run: SharedResult) {
+        if run.clone().now_or_never().is_some() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = run.await;
+            me.flush_releases();
+        });
+    }
+
+    /// What a pull of export `id` waits for.
+    fn pulled(&self, st: &mut State, id: i64) -> Result<Base, ProtocolError> {
+        st.exports
             .get(&id)
             .map(|e| e.base.clone())
-            .ok_or_else(|| bad(format!("pull of unknown export {id}")))?;
+            .ok_or_else(|| bad(format!("pull of unknown export {id}")))
+    }
+
+    /// Answers a pull now if its result is settled, else once it is.
+    fn settle_pull(self: &Arc<Self>, id: i64, base: Base, release: bool) {
+        let settled = match &base {
+            Base::Promise(p) => p.peek().cloned(),
+            Base::Value(v) => Some(Ok(v.clone())),
+            Base::Slot(_) => Some(Err(RpcError::error("a slot outside a map"))),
+        };
+        if let Some(result) = settled {
+            drop(base);
+            self.answer(id, result, release);
+            return;
+        }
         self.open_pulls.fetch_add(1, Ordering::AcqRel);
         let me = self.clone();
         tokio::spawn(async move {
@@ -320,7 +370,6 @@ impl Inner {
                 me.pulls_done.notify_waiters();
             }
         });
-        Ok(())
     }
 
     /// Sends the settlement of export `id`.

@@ -143,7 +143,9 @@ pub async fn sync(
         subject_prefix,
     };
     match ws {
-        Ok(upgrade) => Ok(upgrade.on_upgrade(move |socket| websocket(socket, feed))),
+        Ok(upgrade) => Ok(upgrade
+            .read_buffer_size(crate::rpc_api::WS_READ_BUFFER)
+            .on_upgrade(move |socket| websocket(socket, feed))),
         Err(_) => Ok(sse(feed).into_response()),
     }
 }

@@ -2,7 +2,8 @@
 //! methods, stubs and errors. The session answers or aborts; it never panics or hangs.
 #![no_main]
 use dotdo_rpc::{
-    Args, RpcError, RpcResult, RpcTarget, RpcValue, SessionLimits, Stub, async_trait, serve_batch,
+    Args, RpcError, RpcResult, RpcTarget, RpcValue, SessionLimits, Stub, async_trait,
+    serve_batch,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -57,5 +58,13 @@ fuzz_target!(|data: &[u8]| {
         for line in reply.split('\n').filter(|l| !l.is_empty()) {
             serde_json::from_str::<serde_json::Value>(line).expect("every reply line is JSON");
         }
+        // Calls nobody pulled finish soon after; then nothing of the session is left.
+        for _ in 0..10_000 {
+            if dotdo_rpc::live_sessions() == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("a session outlived its batch and all its calls");
     });
 });
