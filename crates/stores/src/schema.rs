@@ -61,10 +61,12 @@ CREATE TABLE IF NOT EXISTS _do_ids (key TEXT PRIMARY KEY, value INTEGER NOT NULL
 
 /// Creates the stores' tables if this object lacks any.
 pub fn ensure(c: &Connection) -> rusqlite::Result<()> {
-    let current = c
-        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_do_ids'")?
-        .exists([])?;
-    if !current {
+    // Runs before every store call: a cached statement on one of the tables costs far less
+    // than a look through `sqlite_master`, and fails only when the schema is missing.
+    let present = c
+        .prepare_cached("SELECT 1 FROM _do_ids LIMIT 0")
+        .and_then(|mut s| s.exists([]));
+    if present.is_err() {
         c.execute_batch(SCHEMA)?;
     }
     Ok(())
