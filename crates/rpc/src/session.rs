@@ -494,11 +494,12 @@ impl Inner {
     }
 }
 
-/// The export a top-level call is made on, if it is one: calls on it start in order.
+/// The export a top-level call or property read is made on, if it is one: they start in
+/// order on each export.
 fn order_key(v: &Value) -> Option<i64> {
     let parts = v.as_array()?;
     match parts.first()?.as_str()? {
-        "pipeline" | "import" if parts.len() >= 4 => parts[1].as_i64(),
+        "pipeline" | "import" if parts.len() >= 3 => parts[1].as_i64(),
         _ => None,
     }
 }
@@ -508,23 +509,18 @@ type Ticket = (Option<oneshot::Receiver<()>>, oneshot::Sender<()>);
 /// Runs a push. A call waits for its target and arguments, then for the previous call on the
 /// same target to have started, then starts; dropping the ticket lets the next one start.
 async fn run_push(expr: Expr, ticket: Option<Ticket>) -> RpcResult {
-    let (
-        Expr::Ref {
-            base,
-            path,
-            args: Some(args),
-        },
-        Some((previous, started)),
-    ) = (&expr, ticket)
-    else {
+    let (Expr::Ref { base, path, args }, Some((previous, started))) = (&expr, ticket) else {
         return eval(&expr, None).await;
     };
     let target = resolve_base(base, None).await?;
-    let args = eval_all(args, None).await?;
+    let args = match args {
+        Some(a) => Some(eval_all(a, None).await?),
+        None => None,
+    };
     if let Some(previous) = previous {
         let _ = previous.await;
     }
-    let mut call = apply(target, path.clone(), Some(args));
+    let mut call = apply(target, path.clone(), args);
     let first = poll_once(&mut call).await;
     drop(started);
     match first {

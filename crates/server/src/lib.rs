@@ -20,6 +20,7 @@ mod values;
 mod workflow_api;
 
 pub use builtin::{BUILTIN_NAMESPACE, BusinessObject, class as builtin_class};
+pub use dotdo_rpc;
 pub use error::ApiError;
 pub use names::{RESERVED, check_object_name};
 pub use outbound::HttpOutbound;
@@ -42,11 +43,45 @@ pub fn workflow_env() -> Result<Arc<dotdo_workflow::WorkflowEnv>, String> {
     ))))
 }
 
-/// A custom class mounted at a first path segment: `/{segment}/{name}/…` reaches its `fetch`.
-#[derive(Debug, Clone)]
+/// A custom class mounted at a first path segment: `/{segment}/{name}/…` reaches its `fetch`,
+/// and `/{segment}/{name}/rpc` its RPC surface.
+#[derive(Clone)]
 pub struct Mount {
     pub segment: String,
     pub namespace: String,
+    /// The RPC main target of one object, given the host and the object's name. Without
+    /// one, each RPC method is one of the class's named methods (`DurableObject::call`).
+    pub rpc: Option<RpcSurface>,
+}
+
+/// Builds the RPC main target of an object of a mounted class: `(host, namespace, name)`.
+/// Its methods reach the object through the host (`host.call`, `host.stub`), so every call
+/// is a turn of the object, and it may hand out stubs of other objects.
+pub type RpcSurface = Arc<dyn Fn(&Host, &str, &str) -> dotdo_rpc::Stub + Send + Sync>;
+
+impl Mount {
+    pub fn new(segment: &str, namespace: &str) -> Mount {
+        Mount {
+            segment: segment.to_string(),
+            namespace: namespace.to_string(),
+            rpc: None,
+        }
+    }
+
+    pub fn with_rpc(mut self, surface: RpcSurface) -> Mount {
+        self.rpc = Some(surface);
+        self
+    }
+}
+
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("segment", &self.segment)
+            .field("namespace", &self.namespace)
+            .field("rpc", &self.rpc.is_some())
+            .finish()
+    }
 }
 
 /// HTTP settings. Plain data; `Default` gives the documented defaults.
@@ -105,7 +140,11 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
             builtin: false,
         };
         let object = storage_api::routes()
-            .route("/rpc", axum::routing::any(rpc_api::class_rpc))
+            .route(
+                "/rpc",
+                axum::routing::any(rpc_api::class_rpc)
+                    .layer(Extension(rpc_api::MountRpc(mount.rpc.clone()))),
+            )
             .route("/", axum::routing::any(forward_fetch))
             .route("/{*rest}", axum::routing::any(forward_fetch))
             .layer(Extension(ns));

@@ -11,6 +11,7 @@ use crate::extract::{Target, body_bytes};
 use crate::metrics::LiveTarget;
 use crate::values::{json_to_sql, sql_to_json};
 use crate::workflow_api::call;
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -60,16 +61,25 @@ pub(crate) async fn object_rpc(
     serve(app, main, req).await
 }
 
-/// `/{mount}/{object}/rpc`: a class's named methods (`DurableObject::call`).
+/// The RPC surface of a mount, if it has one.
+#[derive(Clone)]
+pub(crate) struct MountRpc(pub(crate) Option<crate::RpcSurface>);
+
+/// `/{mount}/{object}/rpc`: the class's RPC surface, or else its named methods
+/// (`DurableObject::call`).
 pub(crate) async fn class_rpc(
     State(app): State<AppState>,
+    Extension(surface): Extension<MountRpc>,
     target: Target,
     req: Request,
 ) -> Response {
-    let main = Stub::new(ClassApi {
-        app: app.clone(),
-        target,
-    });
+    let main = match surface.0 {
+        Some(make) => make(&app.host, &target.ns, &target.name),
+        None => Stub::new(ClassApi {
+            app: app.clone(),
+            target,
+        }),
+    };
     serve(app, main, req).await
 }
 

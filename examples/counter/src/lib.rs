@@ -5,13 +5,15 @@
 //! POST /counter/{name}/incr            → { "value": n + 1 }
 //! POST /counter/{name}/tick?in_ms=1000 → sets the alarm; when it fires, `ticks` goes up by one
 //! ```
-//! The same operations are named RPC methods (`incr`, `get`) for other objects' stubs.
+//! The same operations are named methods (`incr`, `get`) for other objects' stubs, and
+//! [`rpc_surface`] serves them over Cap'n Web at `/counter/{name}/rpc`.
 
 use bytes::Bytes;
 use dotdo_runtime::{
     AlarmInfo, DurableObject, FnClass, ObjectClass, ObjectError, ObjectState, Request, Response,
     async_trait,
 };
+use dotdo_server::dotdo_rpc::{Args, RpcError, RpcResult, RpcTarget, RpcValue, Stub};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -91,5 +93,62 @@ impl DurableObject for Counter {
         let ticks = self.read("ticks")? + 1;
         self.state.storage().put_json("ticks", json!(ticks))?;
         Ok(())
+    }
+}
+
+/// The counter's RPC surface (mount it with `Mount::with_rpc`): `incr()`, `get()`, the
+/// property `value`, and `peer(name)`, a stub of another counter, so
+/// `api.peer("b").incr()` is one round trip and the call on `b` goes through the runtime
+/// like any object-to-object call.
+pub fn rpc_surface() -> dotdo_server::RpcSurface {
+    Arc::new(|host, ns, name| {
+        Stub::new(CounterApi {
+            host: host.clone(),
+            ns: ns.to_string(),
+            name: name.to_string(),
+        })
+    })
+}
+
+struct CounterApi {
+    host: dotdo_runtime::Host,
+    ns: String,
+    name: String,
+}
+
+impl CounterApi {
+    async fn call(&self, method: &str) -> Result<Value, RpcError> {
+        self.host
+            .call(&self.ns, &self.name, method, Value::Null)
+            .await
+            .map_err(|e| RpcError::error(e.message).with_prop("kind", format!("{:?}", e.kind)))
+    }
+}
+
+#[async_trait]
+impl RpcTarget for CounterApi {
+    async fn get(&self, property: &str) -> RpcResult {
+        match property {
+            "value" => Ok(RpcValue::from(self.call("get").await?["value"].clone())),
+            "name" => Ok(RpcValue::str(self.name.clone())),
+            _ => Ok(RpcValue::Undefined),
+        }
+    }
+
+    async fn call(&self, method: &str, args: Vec<RpcValue>) -> RpcResult {
+        match method {
+            "incr" | "get" => Ok(RpcValue::from(self.call(method).await?)),
+            "peer" => {
+                let name = Args::new(method, args).string(0, "name")?;
+                dotdo_server::check_object_name(&name, false)
+                    .map_err(|e| RpcError::type_error(e.message))?;
+                Ok(RpcValue::Stub(Stub::new(CounterApi {
+                    host: self.host.clone(),
+                    ns: self.ns.clone(),
+                    name,
+                })))
+            }
+            _ => Err(RpcError::not_a_function(method)),
+        }
     }
 }

@@ -23,10 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .class("counter", dotdo_example_counter::class()),
     )?;
     let config = ServerConfig {
-        mounts: vec![Mount {
-            segment: "counter".into(),
-            namespace: "counter".into(),
-        }],
+        mounts: vec![
+            Mount::new("counter", "counter").with_rpc(dotdo_example_counter::rpc_surface()),
+        ],
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

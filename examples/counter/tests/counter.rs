@@ -34,10 +34,7 @@ async fn counts_ticks_and_keeps_state_across_eviction() {
     opts.clock = Arc::new(clock.clone());
     let host = Host::open(opts).unwrap();
     let config = ServerConfig {
-        mounts: vec![Mount {
-            segment: "counter".into(),
-            namespace: "counter".into(),
-        }],
+        mounts: vec![Mount::new("counter", "counter")],
         ..ServerConfig::default()
     };
     let app = dotdo_server::app(host.clone(), config);
@@ -98,10 +95,7 @@ async fn a_mounted_class_answers_rpc_with_its_methods() {
         Host::open(HostOptions::new(dir.path()).class("counter", dotdo_example_counter::class()))
             .unwrap();
     let config = ServerConfig {
-        mounts: vec![Mount {
-            segment: "counter".into(),
-            namespace: "counter".into(),
-        }],
+        mounts: vec![Mount::new("counter", "counter")],
         ..ServerConfig::default()
     };
     let app = dotdo_server::app(host.clone(), config);
@@ -139,5 +133,58 @@ async fn a_mounted_class_answers_rpc_with_its_methods() {
     assert_eq!(lines[1][0], "reject");
     assert_eq!(lines[1][2][3], Value::Null);
     assert_eq!(lines[1][2][4]["code"], "NOT_FOUND");
+    host.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_rpc_surface_hands_out_stubs_of_other_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let host =
+        Host::open(HostOptions::new(dir.path()).class("counter", dotdo_example_counter::class()))
+            .unwrap();
+    let config = ServerConfig {
+        mounts: vec![
+            Mount::new("counter", "counter").with_rpc(dotdo_example_counter::rpc_surface()),
+        ],
+        ..ServerConfig::default()
+    };
+    let app = dotdo_server::app(host.clone(), config);
+    // `a.incr()`, then `a.peer("b")` twice incremented and read, in one request.
+    let body = [
+        r#"["push",["pipeline",0,["incr"],[]]]"#,
+        r#"["push",["pipeline",0,["peer"],["b"]]]"#,
+        r#"["push",["pipeline",2,["incr"],[]]]"#,
+        r#"["push",["pipeline",2,["incr"],[]]]"#,
+        r#"["push",["pipeline",2,["value"]]]"#,
+        r#"["pull",1]"#,
+        r#"["pull",5]"#,
+    ]
+    .join("\n");
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/counter/a/rpc")
+        .body(Body::from(body))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let mut lines: Vec<Value> = text
+        .split('\n')
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l[1].as_i64());
+    assert_eq!(
+        lines,
+        vec![json!(["resolve", 1, 1]), json!(["resolve", 5, 2])]
+    );
+    assert_eq!(
+        send(&app, "GET", "/counter/b").await,
+        (200, json!({ "value": 2, "ticks": 0 }))
+    );
     host.shutdown(Duration::from_secs(5)).await;
 }
