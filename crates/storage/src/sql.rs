@@ -71,11 +71,30 @@ impl Storage {
     /// given; the result holds the rows of the last statement. If any statement fails, the
     /// effects of the whole call are undone and the object stays usable.
     pub fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlResult, StorageError> {
+        self.exec_checked(sql, params, false)
+    }
+
+    /// Like [`Storage::exec`], but every statement must only read (SQLite's own
+    /// `sqlite3_stmt_readonly`); a statement that would write is refused before it runs.
+    pub fn exec_read_only(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<SqlResult, StorageError> {
+        self.exec_checked(sql, params, true)
+    }
+
+    fn exec_checked(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        read_only: bool,
+    ) -> Result<SqlResult, StorageError> {
         self.begin()?;
         self.conn.execute_batch("SAVEPOINT _do_exec")?;
         let before = self.conn.total_changes();
         self.user_mode.store(true, Ordering::Relaxed);
-        let outcome = self.run_user_sql(sql, params);
+        let outcome = self.run_user_sql(sql, params, read_only);
         self.user_mode.store(false, Ordering::Relaxed);
         match outcome {
             Ok((mut result, wrote)) => {
@@ -103,6 +122,7 @@ impl Storage {
         &mut self,
         sql: &str,
         params: &[SqlValue],
+        read_only: bool,
     ) -> Result<(SqlResult, bool), StorageError> {
         let max = self.max_size_bytes;
         let user = |e: rusqlite::Error| StorageError::from_user_sql(e, max);
@@ -116,6 +136,11 @@ impl Storage {
                 return Err(StorageError::InvalidArgument(
                     "parameters can only be bound to a single statement; split the SQL".into(),
                 ));
+            }
+            if read_only && !stmt.readonly() {
+                return Err(StorageError::InvalidArgument(format!(
+                    "statement {count} writes; only statements that read are allowed here"
+                )));
             }
             let expected = stmt.parameter_count();
             let bind = if count == 1 { params } else { &[] };

@@ -311,3 +311,34 @@ fn deferred_sync_mode_is_durable_after_wal_sync_and_close() {
     let mut s = Storage::open(&path, &opts).unwrap();
     assert_eq!(s.kv_count().unwrap(), 2000);
 }
+
+#[test]
+fn read_only_sql_refuses_any_statement_that_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.exec("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1)", &[])
+        .unwrap();
+    s.commit().unwrap();
+    let r = s
+        .exec_read_only("SELECT n + ? FROM t", &[SqlValue::Integer(1)])
+        .unwrap();
+    assert_eq!(r.rows, vec![vec![SqlValue::Integer(2)]]);
+    for write in [
+        "INSERT INTO t VALUES (2)",
+        "UPDATE t SET n = 5",
+        "DELETE FROM t",
+        "DROP TABLE t",
+        "CREATE TABLE u (x)",
+        "SELECT 1; DELETE FROM t",
+        "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+    ] {
+        let e = s.exec_read_only(write, &[]).unwrap_err();
+        assert!(e.to_string().contains("writes"), "{write}: {e}");
+    }
+    s.commit().unwrap();
+    let r = s.exec("SELECT count(*), sum(n) FROM t", &[]).unwrap();
+    assert_eq!(
+        r.rows,
+        vec![vec![SqlValue::Integer(1), SqlValue::Integer(1)]]
+    );
+}
