@@ -8,6 +8,8 @@ mod builtin_stores;
 mod durable_api;
 mod error;
 mod extract;
+mod mcp;
+mod mcp_tools;
 mod metrics;
 mod names;
 pub mod openapi;
@@ -163,7 +165,7 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
         .route("/", get(object_root))
         .route("/health", get(object_health))
         .layer(Extension(builtin));
-    router
+    let rest = router
         .nest("/{object}", object)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -174,7 +176,15 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
             |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
         ))
         .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .with_state(state.clone());
+    // MCP reads resources through the REST routes, so it is added last.
+    let mcp = mcp::service(state, rest.clone());
+    rest.route_service("/mcp", mcp.clone()).route_service(
+        "/{object}/mcp",
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn(mcp::scope))
+            .service(mcp),
+    )
 }
 
 /// Gives every request an id (`x-request-id`), used in error bodies and the request's span.

@@ -78,8 +78,10 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get" "/", "server", "API index (HTML for browsers)", [], None, (200, Some("Object")), []),
     op!("get" "/openapi.json", "server", "This document", [], None, (200, Some("Object")), []),
     op!("get" "/metrics", "server", "Counters in the Prometheus text format", [], None, (200, None), []),
+    op!("post" "/mcp", "mcp", "MCP (Model Context Protocol) over streamable HTTP: JSON-RPC in, JSON or an event stream out (`Accept: application/json, text/event-stream`). Tools take an `object` argument; resources are this API's URLs", [], None, (200, None), [406]),
     op!("post" "/rpc", "rpc", "Cap'n Web RPC as one HTTP batch: newline-separated messages in, the answers out (a GET with `Upgrade: websocket` opens a session instead). Main object: `object(name)` (an object's API) and `echo(value)`", [], None, (200, None), []),
     op!("get" "/{object}", "objects", "The object's root: collections, stores, links", [OBJECT], None, (200, Some("Object")), []),
+    op!("post" "/{object}/mcp", "mcp", "MCP scoped to one object: the same tools without the `object` argument", [OBJECT], None, (200, None), [406]),
     op!("post" "/{object}/rpc", "rpc", "Cap'n Web RPC on the object as one HTTP batch (a GET with `Upgrade: websocket` opens a session). Main object: `things(collection)`, `relationships`, `storage`, `search(q, options)`, `emit(type, data)`, `events(options)`, `subscribe(callback, options)`", [OBJECT], None, (200, None), []),
     op!("get" "/{object}/health", "objects", "Activate the object and report it", [OBJECT], None, (200, Some("Object")), []),
     // Raw storage.
