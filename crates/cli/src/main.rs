@@ -1,5 +1,7 @@
-//! `dotdo`, the one binary: `dotdo start` serves durable objects over HTTP.
+//! `dotdo`, the one binary: `dotdo start` serves durable objects over HTTP; `dotdo mcp` is
+//! MCP over stdio for a running server.
 
+mod mcp;
 mod start;
 
 // Requests build and drop many small JSON values; mimalloc handles that churn with less
@@ -24,13 +26,21 @@ struct Cli {
 enum Command {
     /// Serve objects over HTTP (default http://127.0.0.1:4000, state in ./.do/state).
     Start(start::StartArgs),
+    /// MCP over stdio, for AI clients that spawn a process: a proxy to a running server's
+    /// `/mcp` (never opens the state directory itself).
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // On stdio MCP, stderr is the client's log: only what needs attention.
+    init_logging(match cli.command {
+        Command::Mcp(_) => "warn",
+        _ => "info",
+    });
     let result = match cli.command {
         Command::Start(args) => start::run(args),
+        Command::Mcp(args) => mcp::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -41,10 +51,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` picks what (default `info`).
-fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` picks what (default `default`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -24,7 +24,7 @@ mod workflow_api;
 pub use builtin::{BUILTIN_NAMESPACE, BusinessObject, class as builtin_class};
 pub use dotdo_rpc;
 pub use error::ApiError;
-pub use names::{RESERVED, check_object_name};
+pub use names::{RESERVED, check_object_name, encode as encode_object_name};
 pub use outbound::HttpOutbound;
 
 use axum::extract::{Request, State};

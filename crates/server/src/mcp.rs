@@ -143,11 +143,13 @@ pub(crate) fn tools(scoped: bool) -> Vec<Tool> {
         .iter()
         .map(|t| {
             let mut tool = Tool::new(t.name, t.description, t.schema(scoped));
-            tool = tool.with_annotations(
-                ToolAnnotations::new()
-                    .read_only(t.read_only)
-                    .destructive(matches!(t.name, "things_delete" | "relationships_unlink" | "schedules_delete")),
-            );
+            tool =
+                tool.with_annotations(ToolAnnotations::new().read_only(t.read_only).destructive(
+                    matches!(
+                        t.name,
+                        "things_delete" | "relationships_unlink" | "schedules_delete"
+                    ),
+                ));
             tool
         })
         .collect()
@@ -162,7 +164,11 @@ impl McpServer {
         }
     }
 
-    async fn call(&self, req: CallToolRequestParams, o: Origin) -> Result<CallToolResponse, ErrorData> {
+    async fn call(
+        &self,
+        req: CallToolRequestParams,
+        o: Origin,
+    ) -> Result<CallToolResponse, ErrorData> {
         let Some(tool) = TOOLS.iter().find(|t| t.name == req.name.as_ref()) else {
             return Err(ErrorData::invalid_params(
                 format!("no tool `{}`; tools/list names them", req.name),
@@ -194,7 +200,11 @@ impl McpServer {
                 if matches!(tool.name, "things_create" | "things_delete") {
                     self.notify_resources_changed().await;
                 }
-                let structured = if v.is_object() { v.clone() } else { json!({ "result": v }) };
+                let structured = if v.is_object() {
+                    v.clone()
+                } else {
+                    json!({ "result": v })
+                };
                 let mut r = CallToolResult::success(vec![ContentBlock::text(v.to_string())]);
                 r.structured_content = Some(structured);
                 Ok(r.into())
@@ -229,12 +239,16 @@ impl McpServer {
                 ns: Arc::from(ns.as_str()),
                 name: name.clone(),
             };
-            let list = crate::workflow_api::call(&self.app, &target, "collections.list", Value::Null).await?;
+            let list =
+                crate::workflow_api::call(&self.app, &target, "collections.list", Value::Null)
+                    .await?;
             for c in list["items"].as_array().into_iter().flatten() {
                 let c = c["name"].as_str().unwrap_or_default();
                 out.push(
                     Resource::new(format!("{url}/{c}"), format!("{name}/{c}"))
-                        .with_description(format!("The `{c}` of `{name}`, first page (follow `links.next`)."))
+                        .with_description(format!(
+                            "The `{c}` of `{name}`, first page (follow `links.next`)."
+                        ))
                         .with_mime_type("application/json"),
                 );
             }
@@ -265,7 +279,10 @@ impl McpServer {
             .strip_prefix(&base)
             .filter(|p| p.starts_with('/'))
             .ok_or_else(|| {
-                ErrorData::resource_not_found(format!("`{uri}` is not a URL of this server ({base})"), None)
+                ErrorData::resource_not_found(
+                    format!("`{uri}` is not a URL of this server ({base})"),
+                    None,
+                )
             })?;
         if let Some(scope) = &o.scope {
             let prefix = format!("/{}", crate::names::encode(scope));
@@ -297,7 +314,10 @@ impl McpServer {
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let text = String::from_utf8_lossy(&body).to_string();
         if status == http::StatusCode::NOT_FOUND {
-            return Err(ErrorData::resource_not_found(format!("nothing at `{uri}`"), None));
+            return Err(ErrorData::resource_not_found(
+                format!("nothing at `{uri}`"),
+                None,
+            ));
         }
         if !status.is_success() {
             return Err(ErrorData::invalid_params(format!("`{uri}`: {text}"), None));
@@ -336,7 +356,9 @@ impl ServerHandler for McpServer {
         _r: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools(origin_of(&ctx).scope.is_some())))
+        Ok(ListToolsResult::with_all_items(tools(
+            origin_of(&ctx).scope.is_some(),
+        )))
     }
 
     async fn call_tool(
@@ -364,7 +386,9 @@ impl ServerHandler for McpServer {
         _r: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(self.templates(origin_of(&ctx))))
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.templates(origin_of(&ctx)),
+        ))
     }
 
     async fn read_resource(
@@ -376,4 +400,77 @@ impl ServerHandler for McpServer {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
 
+    #[test]
+    fn every_tool_schema_is_valid_json_schema_and_rejects_bad_calls() {
+        for tool in TOOLS {
+            for scoped in [false, true] {
+                let schema = Value::Object(tool.schema(scoped));
+                assert!(
+                    jsonschema::meta::is_valid(&schema),
+                    "{}: {:?}",
+                    tool.name,
+                    jsonschema::meta::validate(&schema).err()
+                );
+                // An unknown argument is refused.
+                let err = check_arguments(tool, scoped, &json!({ "bogus": 1 })).unwrap_err();
+                assert_eq!(err.code, "BAD_REQUEST", "{}", tool.name);
+                assert!(err.message.contains(tool.name), "{}", err.message);
+                // So is a call missing what the tool requires, or of the wrong type.
+                let required = schema["required"].as_array().cloned().unwrap_or_default();
+                if !required.is_empty() {
+                    assert!(
+                        check_arguments(tool, scoped, &json!({})).is_err(),
+                        "{}",
+                        tool.name
+                    );
+                }
+                assert!(
+                    check_arguments(tool, scoped, &json!([])).is_err(),
+                    "{}",
+                    tool.name
+                );
+                for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+                    // A value of a type the property does not take.
+                    let wrong = if prop["type"] == "string" {
+                        json!(12)
+                    } else {
+                        json!("text")
+                    };
+                    if prop.get("type").is_none() {
+                        continue;
+                    }
+                    let err = check_arguments(tool, scoped, &json!({ name: wrong }));
+                    assert!(err.is_err(), "{}.{name} took {wrong}", tool.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tools_have_names_descriptions_and_scoped_schemas() {
+        let unscoped = tools(false);
+        let scoped = tools(true);
+        assert_eq!(unscoped.len(), TOOLS.len());
+        for (a, b) in unscoped.iter().zip(&scoped) {
+            assert!(
+                a.description.as_deref().is_some_and(|d| d.len() > 30),
+                "{}",
+                a.name
+            );
+            assert!(
+                a.input_schema["properties"].get("object").is_some(),
+                "{}",
+                a.name
+            );
+            assert!(
+                b.input_schema["properties"].get("object").is_none(),
+                "{}",
+                b.name
+            );
+        }
+    }
+}

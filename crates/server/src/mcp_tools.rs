@@ -316,6 +316,16 @@ impl ToolDef {
     }
 }
 
+/// Renders the `thing` of each item as linked JSON (with its `$id` URL), as REST does.
+fn with_things(mut page: Value, urls: &Urls) -> Value {
+    for item in page["items"].as_array_mut().into_iter().flatten() {
+        if item["thing"].is_object() {
+            item["thing"] = render(urls, &item["thing"]);
+        }
+    }
+    page
+}
+
 /// Runs a tool whose arguments passed its schema.
 pub(crate) async fn run(
     app: &AppState,
@@ -381,9 +391,9 @@ pub(crate) async fn run(
                     q[k] = v.clone();
                 }
             }
-            call(app, t, "things.related", q).await?
+            with_things(call(app, t, "things.related", q).await?, urls)
         }
-        "search" => call(app, t, "search", args).await?,
+        "search" => with_things(call(app, t, "search", args).await?, urls),
         "events_emit" => call(app, t, "events.emit", args).await?,
         "events_list" => call(app, t, "events.list", args).await?,
         "actions_run" => call(app, t, "actions.create", args).await?,
