@@ -109,6 +109,7 @@ check("a thing is a resource at its $id URL; collections and templates are liste
   assert.ok(resources.some((r) => r.uri === `${base}/${object}/contacts`));
   const { resourceTemplates } = await client.listResourceTemplates();
   assert.ok(resourceTemplates.some((t) => t.uriTemplate.endsWith("/{object}/{collection}/{id}")));
+  assert.ok(resourceTemplates.some((t) => t.uriTemplate === `${base}/${object}/contacts/{id}`));
   await assert.rejects(client.readResource({ uri: `${base}/${object}/contacts/nobody` }));
   await assert.rejects(client.readResource({ uri: "https://elsewhere.example/x" }));
   await client.close();
@@ -157,6 +158,11 @@ check("stdio: `dotdo mcp` spawned by the client, proxying to the server", async 
   assert.equal(JSON.parse(read.contents[0].text).id, "john");
   const bad = await fails(client, "things_get", { collection: "companies" });
   assert.equal(bad.code, "BAD_REQUEST");
+  // The server's list-changed notification comes through the proxy.
+  let changed = 0;
+  client.setNotificationHandler(ResourceListChangedNotificationSchema, () => { changed++; });
+  await ok(client, "things_create", { collection: "companies", data: { id: "globex", name: "Globex" } });
+  await eventually("a list_changed notification through stdio", () => changed > 0);
   await client.close();
 });
 

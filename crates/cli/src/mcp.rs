@@ -8,9 +8,13 @@ use rmcp::model::{
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::{RequestContext, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceError, ServiceExt};
+use rmcp::{
+    ClientHandler, ErrorData, Peer, RoleClient, RoleServer, ServerHandler, ServiceError, ServiceExt,
+};
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 #[derive(clap::Args)]
 pub struct McpArgs {
@@ -39,23 +43,47 @@ async fn serve(args: McpArgs) -> anyhow::Result<()> {
         }
         None => format!("{base}/mcp"),
     };
-    let upstream = ()
+    let downstream = Downstream::default();
+    let upstream = Forwarder(downstream.clone())
         .serve(StreamableHttpClientTransport::from_uri(endpoint.clone()))
         .await
         .with_context(|| {
-            format!("cannot reach dotdo's MCP endpoint at {endpoint} (is `dotdo start` running there?)")
+            format!(
+                "cannot reach dotdo's MCP endpoint at {endpoint} (is `dotdo start` running there?)"
+            )
         })?;
     tracing::info!(%endpoint, "serving MCP on stdio");
-    let server = Proxy { upstream }
-        .serve(rmcp::transport::stdio())
-        .await
-        .context("the MCP client on stdin did not initialize")?;
+    let server = Proxy {
+        upstream,
+        downstream,
+    }
+    .serve(rmcp::transport::stdio())
+    .await
+    .context("the MCP client on stdin did not initialize")?;
     server.waiting().await?;
     Ok(())
 }
 
+/// The stdio client, once it has initialized.
+type Downstream = Arc<Mutex<Option<Peer<RoleServer>>>>;
+
 struct Proxy {
-    upstream: RunningService<RoleClient, ()>,
+    upstream: RunningService<RoleClient, Forwarder>,
+    downstream: Downstream,
+}
+
+/// The upstream session's client side: passes the server's list-changed notifications on to
+/// the stdio client.
+#[derive(Clone)]
+struct Forwarder(Downstream);
+
+impl ClientHandler for Forwarder {
+    async fn on_resource_list_changed(&self, _c: NotificationContext<RoleClient>) {
+        let peer = self.0.lock().await.clone();
+        if let Some(peer) = peer {
+            let _ = peer.notify_resource_list_changed().await;
+        }
+    }
 }
 
 /// An upstream failure as the client's error: the server's own MCP error when it sent one.
@@ -67,11 +95,16 @@ fn upstream_error(e: ServiceError) -> ErrorData {
 }
 
 impl ServerHandler for Proxy {
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        *self.downstream.lock().await = Some(ctx.peer.clone());
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut info = ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new("dotdo", env!("CARGO_PKG_VERSION")));

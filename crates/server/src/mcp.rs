@@ -213,9 +213,8 @@ impl McpServer {
         }
     }
 
-    /// Objects (at `/mcp`) or the scoped object, and their collections, as resources.
-    async fn resources(&self, o: Origin) -> Result<Vec<Resource>, ApiError> {
-        let base = crate::origin(&o.headers);
+    /// The objects this request can see (at most 100 at `/mcp`) and each one's collections.
+    async fn objects(&self, o: &Origin) -> Result<Vec<(String, Vec<String>)>, ApiError> {
         let ns = &self.app.config.builtin_namespace;
         let names: Vec<String> = match &o.scope {
             Some(s) => vec![s.clone()],
@@ -229,12 +228,6 @@ impl McpServer {
         };
         let mut out = Vec::new();
         for name in names {
-            let url = format!("{base}/{}", crate::names::encode(&name));
-            out.push(
-                Resource::new(&url, &name)
-                    .with_description(format!("The object `{name}`: its collections and stores."))
-                    .with_mime_type("application/json"),
-            );
             let target = Target {
                 ns: Arc::from(ns.as_str()),
                 name: name.clone(),
@@ -242,8 +235,29 @@ impl McpServer {
             let list =
                 crate::workflow_api::call(&self.app, &target, "collections.list", Value::Null)
                     .await?;
-            for c in list["items"].as_array().into_iter().flatten() {
-                let c = c["name"].as_str().unwrap_or_default();
+            let collections = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect();
+            out.push((name, collections));
+        }
+        Ok(out)
+    }
+
+    /// Each object and each of its collections, as resources.
+    async fn resources(&self, o: Origin) -> Result<Vec<Resource>, ApiError> {
+        let base = crate::origin(&o.headers);
+        let mut out = Vec::new();
+        for (name, collections) in self.objects(&o).await? {
+            let url = format!("{base}/{}", crate::names::encode(&name));
+            out.push(
+                Resource::new(&url, &name)
+                    .with_description(format!("The object `{name}`: its collections and stores."))
+                    .with_mime_type("application/json"),
+            );
+            for c in collections {
                 out.push(
                     Resource::new(format!("{url}/{c}"), format!("{name}/{c}"))
                         .with_description(format!(
@@ -256,20 +270,35 @@ impl McpServer {
         Ok(out)
     }
 
-    fn templates(&self, o: Origin) -> Vec<ResourceTemplate> {
+    /// A template per collection (`…/{object}/{collection}/{id}`), and the general ones.
+    async fn templates(&self, o: Origin) -> Result<Vec<ResourceTemplate>, ApiError> {
         let base = crate::origin(&o.headers);
+        let mut out = Vec::new();
+        for (name, collections) in self.objects(&o).await? {
+            let url = format!("{base}/{}", crate::names::encode(&name));
+            for c in collections {
+                out.push(
+                    ResourceTemplate::new(format!("{url}/{c}/{{id}}"), format!("{name}/{c}"))
+                        .with_description(format!("A thing of `{c}` in `{name}`, by id."))
+                        .with_mime_type("application/json"),
+                );
+            }
+        }
         let object = match &o.scope {
             Some(s) => crate::names::encode(s),
             None => "{object}".into(),
         };
-        vec![
+        out.push(
             ResourceTemplate::new(format!("{base}/{object}/{{collection}}/{{id}}"), "thing")
                 .with_description("A thing by its `$id` URL: its fields, version, links.")
                 .with_mime_type("application/json"),
+        );
+        out.push(
             ResourceTemplate::new(format!("{base}/{object}/{{collection}}"), "collection")
                 .with_description("A collection's first page of things.")
                 .with_mime_type("application/json"),
-        ]
+        );
+        Ok(out)
     }
 
     /// Reads a URL of this server through its REST routes.
@@ -386,9 +415,11 @@ impl ServerHandler for McpServer {
         _r: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            self.templates(origin_of(&ctx)),
-        ))
+        let list = self
+            .templates(origin_of(&ctx))
+            .await
+            .map_err(|e| ErrorData::invalid_params(e.message, None))?;
+        Ok(ListResourceTemplatesResult::with_all_items(list))
     }
 
     async fn read_resource(
