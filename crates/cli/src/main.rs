@@ -36,7 +36,8 @@ fn main() -> std::process::ExitCode {
     // On stdio MCP, stderr is the client's log: only what needs attention.
     init_logging(match cli.command {
         Command::Mcp(_) => "warn",
-        _ => "info",
+        // rmcp logs every MCP session at info.
+        _ => "info,rmcp=warn",
     });
     let result = match cli.command {
         Command::Start(args) => start::run(args),
