@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Target;
 use crate::things_api::{Urls, render};
-use crate::values::{json_to_sql, sql_to_json};
+use crate::values::{json_to_sql, sql_result_json};
 use crate::workflow_api::call;
 use serde_json::{Map, Value, json};
 
@@ -417,12 +417,7 @@ pub(crate) async fn run(
                 .host
                 .storage(&t.ns, &t.name, move |s| s.exec_read_only(&sql, &params))
                 .await?;
-            let rows: Vec<Vec<Value>> = r
-                .rows
-                .iter()
-                .map(|row| row.iter().map(sql_to_json).collect())
-                .collect();
-            json!({ "columns": r.columns, "rows": rows, "rowsRead": r.rows_read })
+sql_result_json(&r)
         }
         other => return Err(ApiError::bad_request(format!("no tool `{other}`"))),
     })

@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Target, body_bytes};
 use crate::metrics::LiveTarget;
-use crate::values::{json_to_sql, sql_to_json};
+use crate::values::{json_to_sql, sql_result_json};
 use crate::workflow_api::call;
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -253,8 +253,8 @@ impl RpcTarget for RootApi {
 struct ObjectRef {
     app: AppState,
     target: Arc<Target>,
-    /// `origin/{object}`, for the `$id` of things.
-    base: Arc<str>,
+    /// The object's URLs, for the `$id` of things.
+    urls: Arc<crate::things_api::Urls>,
 }
 
 impl ObjectRef {
@@ -268,23 +268,9 @@ impl ObjectRef {
             .map_err(api_error)
     }
 
-    /// A thing record as the client sees it: its fields, with `$id` and `$type` as in REST.
+    /// A thing record as the client sees it: the same linked JSON as REST.
     fn thing(&self, rec: &Value) -> RpcValue {
-        let c = rec["collection"].as_str().unwrap_or_default();
-        let id = rec["id"].as_str().unwrap_or_default();
-        let mut out = Map::new();
-        out.insert("$id".into(), json!(format!("{}/{c}/{id}", self.base)));
-        out.insert("$type".into(), json!(format!("{}/{c}", self.base)));
-        out.insert("id".into(), json!(id));
-        if let Some(data) = rec["data"].as_object() {
-            for (k, v) in data {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-        for k in ["version", "createdAt", "updatedAt"] {
-            out.insert(k.into(), rec[k].clone());
-        }
-        RpcValue::from(Value::Object(out))
+        RpcValue::from(crate::things_api::render(&self.urls, rec))
     }
 
     fn things(&self, items: &Value) -> RpcValue {
@@ -326,13 +312,13 @@ struct ObjectApi {
 
 impl ObjectApi {
     fn new(app: AppState, target: Target, origin: &str) -> ObjectApi {
-        let base = format!("{origin}/{}", crate::names::encode(&target.name));
+        let urls = crate::things_api::Urls::at(origin, &target.name);
         let live = LiveTarget::new(&app.metrics);
         ObjectApi {
             o: ObjectRef {
                 app,
                 target: Arc::new(target),
-                base: base.into(),
+                urls: Arc::new(urls),
             },
             _live: live,
         }
@@ -436,7 +422,7 @@ impl RpcTarget for ObjectApi {
     async fn get(&self, property: &str) -> RpcResult {
         Ok(match property {
             "name" => RpcValue::str(self.o.target.name.clone()),
-            "$id" => RpcValue::str(self.o.base.to_string()),
+            "$id" => RpcValue::str(self.o.urls.object.clone()),
             other => self.member(other).unwrap_or(RpcValue::Undefined),
         })
     }
@@ -817,17 +803,7 @@ impl RpcTarget for StorageApi {
                     })
                     .collect::<Result<Vec<_>, RpcError>>()?;
                 let r = self.run(move |s| s.exec(&sql, &params)).await?;
-                let rows: Vec<Vec<Value>> = r
-                    .rows
-                    .iter()
-                    .map(|row| row.iter().map(sql_to_json).collect())
-                    .collect();
-                Ok(RpcValue::from(json!({
-                    "columns": r.columns,
-                    "rows": rows,
-                    "rowsRead": r.rows_read,
-                    "rowsWritten": r.rows_written,
-                })))
+                Ok(RpcValue::from(sql_result_json(&r)))
             }
             _ => Err(RpcError::not_a_function(method)),
         }

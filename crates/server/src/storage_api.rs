@@ -11,7 +11,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Target, body_bytes, is_octet_stream, parse_json};
-use crate::values::{json_to_sql, kv_to_json, sql_to_json};
+use crate::values::{json_to_sql, kv_to_json, sql_result_json};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -192,18 +192,7 @@ async fn sql(
         .host
         .storage(&target.ns, &target.name, move |s| s.exec(&sql, &params))
         .await?;
-    let rows: Vec<Vec<Value>> = r
-        .rows
-        .iter()
-        .map(|row| row.iter().map(sql_to_json).collect())
-        .collect();
-    Ok(Json(json!({
-        "columns": r.columns,
-        "rows": rows,
-        "rowsRead": r.rows_read,
-        "rowsWritten": r.rows_written,
-    }))
-    .into_response())
+    Ok(Json(sql_result_json(&r)).into_response())
 }
 
 fn alarm_json(at: Option<i64>, last: Option<i64>) -> Json<Value> {

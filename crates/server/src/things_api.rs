@@ -58,11 +58,15 @@ pub(crate) struct Urls {
 
 impl Urls {
     pub fn new(headers: &HeaderMap, t: &Target) -> Urls {
-        let origin = crate::origin(headers);
+        Urls::at(&crate::origin(headers), &t.name)
+    }
+
+    /// The URLs of the object `name` on the server at `origin` (`scheme://host`).
+    pub fn at(origin: &str, name: &str) -> Urls {
         Urls {
-            object: format!("{origin}/{}", crate::names::encode(&t.name)),
-            origin,
-            name: t.name.clone(),
+            object: format!("{origin}/{}", crate::names::encode(name)),
+            origin: origin.to_string(),
+            name: name.to_string(),
         }
     }
     pub fn collection(&self, c: &str) -> String {

@@ -40,6 +40,22 @@ pub fn sql_to_json(v: &SqlValue) -> Value {
     }
 }
 
+/// A SQL result as JSON: `{ columns, rows, rowsRead, rowsWritten }`, the same on every
+/// transport.
+pub fn sql_result_json(r: &dotdo_storage::SqlResult) -> Value {
+    let rows: Vec<Vec<Value>> = r
+        .rows
+        .iter()
+        .map(|row| row.iter().map(sql_to_json).collect())
+        .collect();
+    json!({
+        "columns": r.columns,
+        "rows": rows,
+        "rowsRead": r.rows_read,
+        "rowsWritten": r.rows_written,
+    })
+}
+
 /// A bound parameter from JSON: null, booleans (0/1), numbers, strings and `$bytes`.
 pub fn json_to_sql(v: &Value, index: usize) -> Result<SqlValue, ApiError> {
     Ok(match v {

@@ -26,6 +26,27 @@ async fn send(app: &axum::Router, method: &str, uri: &str) -> (u16, Value) {
     )
 }
 
+/// Posts one RPC batch; the answers, ordered by id.
+async fn rpc_batch(app: &axum::Router, uri: &str, body: &str) -> Vec<Value> {
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let mut lines: Vec<Value> = String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .split('\n')
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l[1].as_i64());
+    lines
+}
+
 #[tokio::test]
 async fn counts_ticks_and_keeps_state_across_eviction() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,25 +131,7 @@ async fn a_mounted_class_answers_rpc_with_its_methods() {
         r#"["pull",4]"#,
     ]
     .join("\n");
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("/counter/c1/rpc")
-        .body(Body::from(body))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), 200);
-    let text = String::from_utf8(
-        axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
-    let mut lines: Vec<Value> = text
-        .split('\n')
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    lines.sort_by_key(|l| l[1].as_i64());
+    let lines = rpc_batch(&app, "/counter/c1/rpc", &body).await;
     assert_eq!(lines[0], json!(["resolve", 2, 2]));
     assert_eq!(lines[1][0], "reject");
     assert_eq!(lines[1][2][3], Value::Null);
@@ -160,24 +163,7 @@ async fn the_rpc_surface_hands_out_stubs_of_other_counters() {
         r#"["pull",5]"#,
     ]
     .join("\n");
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("/counter/a/rpc")
-        .body(Body::from(body))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let text = String::from_utf8(
-        axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
-    let mut lines: Vec<Value> = text
-        .split('\n')
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    lines.sort_by_key(|l| l[1].as_i64());
+    let lines = rpc_batch(&app, "/counter/a/rpc", &body).await;
     assert_eq!(
         lines,
         vec![json!(["resolve", 1, 1]), json!(["resolve", 5, 2])]
