@@ -690,7 +690,14 @@ async fn a_failed_attempt_leaves_no_writes() {
             .await
             .unwrap()
     });
-    for _ in 0..2 {
+    // Move time on until the retries have run; a loaded machine may need more than two
+    // steps (an attempt that fails after a step is retried after the next one).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !caller.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never finished"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         fx.clock.advance(1_000);
     }
