@@ -2,8 +2,7 @@
 //! methods, stubs and errors. The session answers or aborts; it never panics or hangs.
 #![no_main]
 use dotdo_rpc::{
-    Args, RpcError, RpcResult, RpcTarget, RpcValue, SessionLimits, Stub, async_trait,
-    serve_batch,
+    Args, RpcError, RpcResult, RpcTarget, RpcValue, SessionLimits, Stub, async_trait, serve_batch,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -20,7 +19,10 @@ impl RpcTarget for Api {
             "stub" => Ok(RpcValue::Stub(Stub::new(Api))),
             "call" => a.stub(0, "f")?.invoke(vec![a.value(1)]).await,
             "fail" => Err(RpcError::type_error("bad")),
-            "list" => Ok(RpcValue::Array(vec![RpcValue::str("a"), RpcValue::Stub(Stub::new(Api))])),
+            "list" => Ok(RpcValue::Array(vec![
+                RpcValue::str("a"),
+                RpcValue::Stub(Stub::new(Api)),
+            ])),
             _ => Err(RpcError::not_a_function(method)),
         }
     }
@@ -45,8 +47,14 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let limits = SessionLimits { max_exports: 1000, max_imports: 100, max_message_bytes: 1 << 16 };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let limits = SessionLimits {
+        max_exports: 1000,
+        max_imports: 100,
+        max_message_bytes: 1 << 16,
+    };
     runtime().block_on(async {
         let reply = tokio::time::timeout(
             Duration::from_secs(5),
