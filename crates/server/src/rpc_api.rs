@@ -205,10 +205,7 @@ async fn websocket(socket: WebSocket, main: Stub, limits: SessionLimits) {
 
 /// An object error as the client sees it: the message, with `code` and `status` as in REST.
 fn rpc_error(e: ObjectError) -> RpcError {
-    let api = ApiError::from(e);
-    RpcError::error(api.message)
-        .with_prop("code", api.code)
-        .with_prop("status", api.status.as_u16())
+    api_error(ApiError::from(e))
 }
 
 fn api_error(e: ApiError) -> RpcError {
