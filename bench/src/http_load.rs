@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub(crate) struct Server {
-    pub(crate) child: Child,
+    child: Child,
     pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
@@ -52,87 +52,6 @@ pub(crate) fn start(dotdo: &Path, durability: &str) -> anyhow::Result<Server> {
         base,
         _dir: dir,
     })
-}
-
-/// `requests` SQL increments over `objects` objects from `connections` concurrent clients.
-pub async fn sql_increments(
-    dotdo: &Path,
-    durability: &str,
-    objects: usize,
-    requests: usize,
-    connections: usize,
-) -> anyhow::Result<Line> {
-    let server = start(dotdo, durability)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()?;
-    let base = Arc::new(server.base.clone());
-    // Create the table in every object first (not measured).
-    for o in 0..objects {
-        let res = client
-            .post(format!("{base}/bench-{o}/_storage/sql"))
-            .json(&json!({ "sql": "CREATE TABLE IF NOT EXISTS c(id INTEGER PRIMARY KEY, n INTEGER NOT NULL); INSERT OR IGNORE INTO c VALUES (1, 0)" }))
-            .send()
-            .await?;
-        if !res.status().is_success() {
-            bail!("setup failed: {}", res.text().await?);
-        }
-    }
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, base, next) = (client.clone(), base.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    return Ok::<_, anyhow::Error>(lat);
-                }
-                let t = Instant::now();
-                let res = client
-                    .post(format!("{base}/bench-{}/_storage/sql", i % objects))
-                    .json(&json!({ "sql": "UPDATE c SET n = n + 1 WHERE id = 1", "params": [] }))
-                    .send()
-                    .await?;
-                if !res.status().is_success() {
-                    bail!("request failed: {}", res.status());
-                }
-                res.bytes().await?;
-                lat.push(t.elapsed());
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(requests);
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let elapsed = started.elapsed();
-    // Check the work: the counters add up to the requests sent.
-    let mut total = 0i64;
-    for o in 0..objects {
-        let v: serde_json::Value = client
-            .post(format!("{base}/bench-{o}/_storage/sql"))
-            .json(&json!({ "sql": "SELECT n FROM c WHERE id = 1" }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        total += v["rows"][0][0].as_i64().unwrap_or(0);
-    }
-    if total != requests as i64 {
-        bail!("counters add up to {total}, expected {requests}");
-    }
-    drop(server);
-    Ok(Line::new(all, elapsed)
-        .with("durability", json!(durability))
-        .with("objects", json!(objects))
-        .with("connections", json!(connections))
-        .with(
-            "elapsed_s",
-            json!((elapsed.as_secs_f64() * 100.0).round() / 100.0),
-        ))
 }
 
 /// KV writes to `objects` objects that do not exist yet: first-touch creation of a database
@@ -184,6 +103,3 @@ pub async fn new_objects(
         .with("objects", json!(objects))
         .with("connections", json!(connections)))
 }
-
-#[allow(dead_code)]
-fn _unused(_: Duration) {}

@@ -1,4 +1,5 @@
-//! `dotdo-bench`: measures dotdo and prints one JSON line per scenario:
+//! `dotdo-bench`: the project's own micro-benchmarks, below what `dotdo bench` (the user-facing
+//! load generator, compared with the peers by `scripts/bench`) measures. One JSON line each:
 //! `{ scenario, ops, p50_ms, p95_ms, p99_ms, throughput, durability, … }`.
 //!
 //! HTTP scenarios start the real `dotdo` binary on 127.0.0.1 with a temp state dir; runtime
@@ -7,7 +8,6 @@
 //! `cargo build --release -p dotdo-cli -p dotdo-bench && target/release/dotdo-bench`
 
 mod http_load;
-mod rpc;
 mod runtime;
 mod schedules;
 mod stats;
@@ -45,18 +45,6 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("dotdo"),
     };
     let wants = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
-    if args.only.as_deref().is_none_or(|o| o.starts_with("rpc")) {
-        for line in rpc::compare(
-            &dotdo,
-            args.only.as_deref(),
-            args.requests,
-            args.connections,
-        )
-        .await?
-        {
-            println!("{line}");
-        }
-    }
     // In-process runtime scenarios first, on a quiet disk.
     if wants("schedules_next_alarm_10k") {
         for line in schedules::next_alarm_10k()? {
@@ -95,22 +83,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     for durability in &args.durability {
-        for (scenario, objects) in [
-            ("http_sql_increment_one_object", 1),
-            ("http_sql_increment_1000_objects", 1000),
-        ] {
-            if wants(scenario) {
-                let line = http_load::sql_increments(
-                    &dotdo,
-                    durability,
-                    objects,
-                    args.requests,
-                    args.connections,
-                )
-                .await?;
-                println!("{}", line.with_name(scenario));
-            }
-        }
         let scenario = "schedule_alarm_lateness_1000_due_100_objects";
         if wants(scenario) {
             println!(

@@ -1,6 +1,7 @@
 //! `dotdo`, the one binary: `dotdo start` serves durable objects over HTTP; `dotdo mcp` is
-//! MCP over stdio for a running server.
+//! MCP over stdio for a running server; `dotdo bench` measures a server under load.
 
+mod bench;
 mod mcp;
 mod start;
 
@@ -29,19 +30,23 @@ enum Command {
     /// MCP over stdio, for AI clients that spawn a process: a proxy to a running server's
     /// `/mcp` (never opens the state directory itself).
     Mcp(mcp::McpArgs),
+    /// Measure a server under load: starts one (or targets --url), runs the scenarios, and
+    /// prints a table or JSON lines (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // On stdio MCP, stderr is the client's log: only what needs attention.
     init_logging(match cli.command {
-        Command::Mcp(_) => "warn",
+        Command::Mcp(_) | Command::Bench(_) => "warn",
         // rmcp logs every MCP session at info.
         _ => "info,rmcp=warn",
     });
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Mcp(args) => mcp::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

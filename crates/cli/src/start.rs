@@ -40,6 +40,9 @@ pub struct StartArgs {
     /// Largest body of a thing (and of the other store routes) in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_thing_bytes: usize,
+    /// Mount the benchmark's counter class at /counter/{name} (what `dotdo bench` drives).
+    #[arg(long)]
+    bench_class: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -75,8 +78,16 @@ fn worker_threads() -> usize {
 
 async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let workflow = dotdo_server::workflow_env().map_err(anyhow::Error::msg)?;
-    let mut opts = HostOptions::new(&args.state_dir)
-        .class(BUILTIN_NAMESPACE, dotdo_server::builtin_class(workflow));
+    let mut opts = HostOptions::new(&args.state_dir).class(
+        BUILTIN_NAMESPACE,
+        dotdo_server::builtin_class(workflow.clone()),
+    );
+    let mut mounts = Vec::new();
+    if args.bench_class {
+        use crate::bench::class;
+        opts = opts.class(class::NAMESPACE, class::class(workflow));
+        mounts.push(dotdo_server::Mount::new(class::SEGMENT, class::NAMESPACE));
+    }
     opts.durability = match args.durability {
         DurabilityArg::Normal => Durability::Normal,
         DurabilityArg::Fsync => Durability::Fsync,
@@ -87,6 +98,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         max_thing_bytes: args.max_thing_bytes,
+        mounts,
         ..ServerConfig::default()
     };
     let app = dotdo_server::app(host.clone(), config);

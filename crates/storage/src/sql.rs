@@ -91,14 +91,14 @@ impl Storage {
         read_only: bool,
     ) -> Result<SqlResult, StorageError> {
         self.begin()?;
-        self.conn.execute_batch("SAVEPOINT _do_exec")?;
+        self.run_cached("SAVEPOINT _do_exec")?;
         let before = self.conn.total_changes();
         self.user_mode.store(true, Ordering::Relaxed);
         let outcome = self.run_user_sql(sql, params, read_only);
         self.user_mode.store(false, Ordering::Relaxed);
         match outcome {
             Ok((mut result, wrote)) => {
-                self.conn.execute_batch("RELEASE _do_exec")?;
+                self.run_cached("RELEASE _do_exec")?;
                 result.rows_written = self.conn.total_changes() - before;
                 if wrote || result.rows_written > 0 {
                     self.mark_dirty();
@@ -126,9 +126,27 @@ impl Storage {
     ) -> Result<(SqlResult, bool), StorageError> {
         let max = self.max_size_bytes;
         let user = |e: rusqlite::Error| StorageError::from_user_sql(e, max);
-        let mut batch = rusqlite::Batch::new(&self.conn, sql);
         let mut result = SqlResult::default();
         let mut wrote = false;
+        // One statement (the common case) goes through the statement cache. The marker
+        // keeps user statements apart from internal ones with the same text: a cached
+        // statement was authorized when it was prepared, so a user must never be handed one
+        // prepared outside user mode.
+        let marked = format!("{USER_SQL_MARK}{sql}");
+        if let Ok(mut stmt) = self.conn.prepare_cached(&marked) {
+            run_statement(
+                &mut stmt,
+                1,
+                params,
+                read_only,
+                max,
+                &mut result,
+                &mut wrote,
+            )?;
+            return Ok((result, wrote));
+        }
+        // Several statements, or an error to report: statement by statement.
+        let mut batch = rusqlite::Batch::new(&self.conn, sql);
         let mut count = 0usize;
         while let Some(mut stmt) = batch.next().map_err(user)? {
             count += 1;
@@ -137,52 +155,16 @@ impl Storage {
                     "parameters can only be bound to a single statement; split the SQL".into(),
                 ));
             }
-            if read_only && !stmt.readonly() {
-                return Err(StorageError::InvalidArgument(format!(
-                    "statement {count} writes; only statements that read are allowed here"
-                )));
-            }
-            let expected = stmt.parameter_count();
             let bind = if count == 1 { params } else { &[] };
-            if expected != bind.len() {
-                return Err(StorageError::InvalidArgument(format!(
-                    "the statement has {expected} parameter(s) but {} were given",
-                    bind.len()
-                )));
-            }
-            for (i, p) in bind.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, p).map_err(user)?;
-            }
-            wrote |= !stmt.readonly();
-            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-            let ncol = columns.len();
-            let mut rows_out = Vec::new();
-            let mut bytes = 0usize;
-            {
-                let mut rows = stmt.raw_query();
-                while let Some(row) = rows.next().map_err(user)? {
-                    let mut vals = Vec::with_capacity(ncol);
-                    for i in 0..ncol {
-                        let v: RValue = row.get(i).map_err(user)?;
-                        let v = SqlValue::from(v);
-                        bytes += v.approx_size();
-                        vals.push(v);
-                    }
-                    if bytes > MAX_RESULT_BYTES {
-                        return Err(StorageError::InvalidArgument(format!(
-                            "the result is larger than {MAX_RESULT_BYTES} bytes; add a LIMIT"
-                        )));
-                    }
-                    rows_out.push(vals);
-                }
-            }
-            let scanned =
-                u64::try_from(stmt.get_status(StatementStatus::FullscanStep)).unwrap_or(0);
-            result.rows_read += rows_out.len() as u64 + scanned;
-            if ncol > 0 || count == 1 {
-                result.columns = columns;
-                result.rows = rows_out;
-            }
+            run_statement(
+                &mut stmt,
+                count,
+                bind,
+                read_only,
+                max,
+                &mut result,
+                &mut wrote,
+            )?;
         }
         if count == 0 {
             return Err(StorageError::InvalidArgument(
@@ -191,4 +173,66 @@ impl Storage {
         }
         Ok((result, wrote))
     }
+}
+
+/// Prefix of user SQL in the statement cache (see `run_user_sql`).
+const USER_SQL_MARK: &str = "/*user*/";
+
+/// Runs statement number `count` of a call with its parameters, into `result`.
+fn run_statement(
+    stmt: &mut rusqlite::Statement<'_>,
+    count: usize,
+    bind: &[SqlValue],
+    read_only: bool,
+    max_size_bytes: u64,
+    result: &mut SqlResult,
+    wrote: &mut bool,
+) -> Result<(), StorageError> {
+    let user = |e: rusqlite::Error| StorageError::from_user_sql(e, max_size_bytes);
+    if read_only && !stmt.readonly() {
+        return Err(StorageError::InvalidArgument(format!(
+            "statement {count} writes; only statements that read are allowed here"
+        )));
+    }
+    let expected = stmt.parameter_count();
+    if expected != bind.len() {
+        return Err(StorageError::InvalidArgument(format!(
+            "the statement has {expected} parameter(s) but {} were given",
+            bind.len()
+        )));
+    }
+    for (i, p) in bind.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, p).map_err(user)?;
+    }
+    *wrote |= !stmt.readonly();
+    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+    let ncol = columns.len();
+    let mut rows_out = Vec::new();
+    let mut bytes = 0usize;
+    {
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(user)? {
+            let mut vals = Vec::with_capacity(ncol);
+            for i in 0..ncol {
+                let v: RValue = row.get(i).map_err(user)?;
+                let v = SqlValue::from(v);
+                bytes += v.approx_size();
+                vals.push(v);
+            }
+            if bytes > MAX_RESULT_BYTES {
+                return Err(StorageError::InvalidArgument(format!(
+                    "the result is larger than {MAX_RESULT_BYTES} bytes; add a LIMIT"
+                )));
+            }
+            rows_out.push(vals);
+        }
+    }
+    // Reset as it is read: a cached statement's counters would otherwise add up across calls.
+    let scanned = u64::try_from(stmt.reset_status(StatementStatus::FullscanStep)).unwrap_or(0);
+    result.rows_read += rows_out.len() as u64 + scanned;
+    if ncol > 0 || count == 1 {
+        result.columns = columns;
+        result.rows = rows_out;
+    }
+    Ok(())
 }

@@ -123,6 +123,33 @@ fn size_limit_is_enforced() {
 }
 
 #[test]
+fn a_repeated_statement_counts_each_call_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.exec(
+        "CREATE TABLE t(n INTEGER); INSERT INTO t VALUES (1), (2), (3)",
+        &[],
+    )
+    .unwrap();
+    let mut first = None;
+    for _ in 0..3 {
+        // A full scan: the same figures every time, though the statement is cached after
+        // the first call.
+        let r = s.exec("SELECT count(*) FROM t WHERE n > 0", &[]).unwrap();
+        assert_eq!(r.rows, vec![vec![SqlValue::Integer(3)]]);
+        assert!(r.rows_read > 1);
+        assert_eq!(r.rows_read, *first.get_or_insert(r.rows_read));
+        let r = s.exec("UPDATE t SET n = n + 1 RETURNING n", &[]).unwrap();
+        assert_eq!((r.rows.len(), r.rows_written), (3, 3));
+    }
+    // Several statements still run one after the other, with the last one's rows.
+    let r = s
+        .exec("UPDATE t SET n = 0; SELECT sum(n) FROM t", &[])
+        .unwrap();
+    assert_eq!(r.rows, vec![vec![SqlValue::Integer(0)]]);
+}
+
+#[test]
 fn sql_with_params_counts_rows() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);
@@ -232,6 +259,23 @@ fn user_sql_cannot_touch_runtime_state() {
         assert!(matches!(err, StorageError::NotAllowed(_)), "{sql}: {err:?}");
     }
     assert!(s.exec("PRAGMA table_list", &[]).is_ok());
+    // The very text of statements the runtime caches for itself is still refused to users
+    // (user statements have a cache of their own).
+    s.put("k", &KvValue::Json(serde_json::json!(1))).unwrap();
+    s.get("k").unwrap();
+    for sql in [
+        "SELECT value FROM _do_kv WHERE key = ?1",
+        "SAVEPOINT _do_exec",
+        "RELEASE _do_exec",
+    ] {
+        let params = if sql.contains("?1") {
+            vec![SqlValue::Text("k".into())]
+        } else {
+            vec![]
+        };
+        let err = s.exec(sql, &params).unwrap_err();
+        assert!(matches!(err, StorageError::NotAllowed(_)), "{sql}: {err:?}");
+    }
     let err = s
         .exec("SELECT ?1, ?2", &[SqlValue::Integer(1)])
         .unwrap_err();

@@ -1,9 +1,10 @@
-// The npm `capnweb` reference server with the API the RPC benchmark drives, so the same
-// load generator measures it and dotdo in the same run:
+// The capnweb peer of `dotdo bench`: the npm `capnweb` reference server with the API the
+// rpc-* scenarios call, so the same load generator measures it and dotdo in the same run:
 //   echo(x) → x;  object(name) → { things(c) → { get(id), create(data) } }
 // POST /rpc is one HTTP batch; an upgrade on /rpc is a WebSocket session. Things live in
 // memory here (dotdo reads them from the object's SQLite database).
-//   node --experimental-websocket bench-server.mjs [port]   (prints "listening http://…")
+// GET /health answers "ok" (the HTTP floor of Node).
+//   node --experimental-websocket server.mjs [port]   (prints "listening http://…")
 import http from "node:http";
 import { WebSocketServer } from "ws";
 import { RpcTarget, newWebSocketRpcSession, nodeHttpBatchRpcResponse } from "capnweb";
@@ -41,7 +42,10 @@ class Api extends RpcTarget {
 }
 
 const server = http.createServer((req, res) => {
-  if (req.url === "/rpc") {
+  if (req.url === "/health") {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("ok");
+  } else if (req.url === "/rpc") {
     nodeHttpBatchRpcResponse(req, res, new Api()).catch((e) => {
       res.writeHead(500);
       res.end(String(e));
