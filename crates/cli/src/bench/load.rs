@@ -47,6 +47,8 @@ pub struct Outcome {
     pub errors: u64,
     /// Clients that ran at once.
     pub workers: usize,
+    /// CPU seconds the server spent during the run (warm-up included), when known.
+    pub server_cpu_s: f64,
 }
 
 impl Outcome {
@@ -133,6 +135,12 @@ pub async fn drive<W: Worker>(label: &str, workers: Vec<W>, plan: Plan) -> anyho
     }
     let errors = shared.errors.load(Ordering::Relaxed);
     let total_ops = shared.done.load(Ordering::Relaxed);
+    if samples.is_empty() {
+        bail!(
+            "no operation finished in the measured time (the target answers more slowly than \
+             the run lasts; try a longer --warmup or --duration)"
+        );
+    }
     if errors as f64 > MAX_ERROR_RATE * (total_ops + errors) as f64 {
         bail!("{errors} of {} operations failed", total_ops + errors);
     }
@@ -142,6 +150,7 @@ pub async fn drive<W: Worker>(label: &str, workers: Vec<W>, plan: Plan) -> anyho
         total_ops,
         errors,
         workers: n_workers,
+        server_cpu_s: 0.0,
     })
 }
 

@@ -17,6 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
+// A later flag overrides an earlier one (scripts add to a common set of flags).
+#[command(args_override_self = true)]
 pub struct BenchArgs {
     /// Scenarios to run, comma-separated (default: all; `--list` names them).
     #[arg(short, long, value_delimiter = ',')]
@@ -37,16 +39,16 @@ pub struct BenchArgs {
     /// Clients running at once (each with its own connection).
     #[arg(short, long, default_value_t = 32)]
     concurrency: usize,
-    /// Measured seconds per scenario.
-    #[arg(short, long, default_value_t = 5.0)]
-    duration: f64,
+    /// Measured seconds per scenario [default: 5, or 1 with --quick].
+    #[arg(short, long)]
+    duration: Option<f64>,
     /// Measured operations per scenario, instead of a duration.
     #[arg(short = 'n', long)]
     ops: Option<u64>,
-    /// Seconds of warm-up per scenario, not measured.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// A smoke run: 1 s per scenario after 0.2 s of warm-up, and smaller setups.
+    /// Seconds of warm-up per scenario, not measured [default: 1, or 0.2 with --quick].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// A smoke run: short scenarios and smaller setups.
     #[arg(long)]
     quick: bool,
     /// Append the JSON lines to this file.
@@ -114,7 +116,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.concurrency > 10_000 {
         bail!("--concurrency must be 1 to 10000");
     }
-    if args.duration <= 0.0 || args.warmup < 0.0 || args.ops == Some(0) {
+    if args.duration.is_some_and(|d| d <= 0.0)
+        || args.warmup.is_some_and(|w| w < 0.0)
+        || args.ops == Some(0)
+    {
         bail!("--duration must be > 0, --warmup ≥ 0 and --ops ≥ 1");
     }
     if args.url.is_none() {
@@ -150,8 +155,8 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
     let quick = args.quick;
     let plan = load::Plan {
         concurrency: args.concurrency,
-        warmup: Duration::from_secs_f64(if quick { 0.2 } else { args.warmup }),
-        duration: Duration::from_secs_f64(if quick { 1.0 } else { args.duration }),
+        warmup: Duration::from_secs_f64(args.warmup.unwrap_or(if quick { 0.2 } else { 1.0 })),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(if quick { 1.0 } else { 5.0 })),
         ops: args.ops,
     };
     let durability = args.durability.clone().unwrap_or_else(|| {
@@ -219,8 +224,8 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
             plan,
             quick,
             run: run_id.clone(),
+            pids: target.pids().to_vec(),
         };
-        let cpu_before = cpu_seconds(target.pids());
         let measured = match scenarios::run(name, &env).await {
             Ok(m) => m,
             Err(e) => {
@@ -229,11 +234,10 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
                 continue;
             }
         };
-        let cpu = cpu_seconds(target.pids()) - cpu_before;
         let mut o = measured.outcome;
         let server = (!target.pids().is_empty()).then(|| ServerUse {
             rss_mb: (rss_bytes(target.pids()) as f64 / 1e5).round() / 10.0,
-            cpu_us_per_op: (cpu * 1e7 / o.total_ops.max(1) as f64).round() / 10.0,
+            cpu_us_per_op: (o.server_cpu_s * 1e7 / o.total_ops.max(1) as f64).round() / 10.0,
         });
         let record = Record {
             name: name.to_string(),
@@ -309,7 +313,7 @@ fn machine() -> Machine {
 }
 
 /// User + system CPU seconds of the processes, from `/proc`.
-fn cpu_seconds(pids: &[u32]) -> f64 {
+pub(crate) fn cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter()
         .map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -68,6 +68,23 @@ pub struct Env {
     pub quick: bool,
     /// Prefix of the object names of this run.
     pub run: String,
+    /// The server's processes, for its CPU time.
+    pub pids: Vec<u32>,
+}
+
+impl Env {
+    /// Runs the load, and notes the server's CPU time during it (setup excluded).
+    async fn drive<W: Worker>(
+        &self,
+        label: &str,
+        workers: Vec<W>,
+        plan: Plan,
+    ) -> anyhow::Result<Outcome> {
+        let before = super::cpu_seconds(&self.pids);
+        let mut out = load::drive(label, workers, plan).await?;
+        out.server_cpu_s = super::cpu_seconds(&self.pids) - before;
+        Ok(out)
+    }
 }
 
 /// A scenario's outcome, with a remark on how to read it when it needs one.
@@ -158,7 +175,7 @@ async fn http(
 ) -> anyhow::Result<Outcome> {
     let make: MakeReq = Arc::new(make);
     let workers = HttpWorker::many(&env.base, env.plan.concurrency, make).await?;
-    load::drive(label, workers, env.plan).await
+    env.drive(label, workers, env.plan).await
 }
 
 /// Sums the counters of `objects`, read with `GET /counter/{o}`.
@@ -277,7 +294,7 @@ async fn cold_activation(env: &Env) -> anyhow::Result<Measured> {
     let make: MakeReq =
         Arc::new(move |i| get(format!("/cold{}-{run}/_storage/kv/small", i % objects)));
     let workers = HttpWorker::many(&env.base, plan.concurrency, make).await?;
-    let outcome = load::drive("cold-activation", workers, plan).await?;
+    let outcome = env.drive("cold-activation", workers, plan).await?;
     Ok(Measured {
         outcome,
         note: Some(format!(
@@ -312,6 +329,7 @@ async fn event_fanout(env: &Env) -> anyhow::Result<Measured> {
     .await?;
     // Wait for every delivery: the throughput counts an event once all its copies are in.
     let drain_start = Instant::now();
+    let cpu_before_drain = super::cpu_seconds(&env.pids);
     let deadline = drain_start + Duration::from_secs(120);
     let mut after = vec![0i64; sinks.len()];
     let mut seen = vec![0u64; sinks.len()];
@@ -353,6 +371,7 @@ async fn event_fanout(env: &Env) -> anyhow::Result<Measured> {
     let drain = drain_start.elapsed();
     let mut outcome = out;
     outcome.elapsed += drain;
+    outcome.server_cpu_s += super::cpu_seconds(&env.pids) - cpu_before_drain;
     Ok(Measured {
         note: Some(format!(
             "{subscribers} subscriber objects; throughput counts an event once all copies are \
@@ -481,7 +500,7 @@ async fn rpc(env: &Env, name: &str) -> anyhow::Result<Measured> {
             for _ in 0..n {
                 workers.push(RpcBatch(Http::connect(&env.base).await?));
             }
-            load::drive(name, workers, env.plan).await?
+            env.drive(name, workers, env.plan).await?
         }
         _ => {
             let pipelined = name == "rpc-pipelined-3";
@@ -496,7 +515,7 @@ async fn rpc(env: &Env, name: &str) -> anyhow::Result<Measured> {
                     pipelined,
                 });
             }
-            load::drive(name, workers, env.plan).await?
+            env.drive(name, workers, env.plan).await?
         }
     };
     Ok(Measured::plain(out))
@@ -617,7 +636,7 @@ async fn ws_broadcast(env: &Env) -> anyhow::Result<Measured> {
             waiting: waiting.clone(),
         });
     }
-    let out = load::drive("ws-broadcast", workers, plan).await;
+    let out = env.drive("ws-broadcast", workers, plan).await;
     for r in readers {
         r.abort();
     }
