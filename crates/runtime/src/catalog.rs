@@ -29,6 +29,11 @@ pub struct CatalogEntry {
 impl Catalog {
     pub(crate) fn open(path: &Path, full_sync: bool) -> rusqlite::Result<Catalog> {
         let conn = Connection::open(path)?;
+        // Cached statements keep their plans (see `dotdo_storage::Storage::open`).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         let sync = if full_sync { "FULL" } else { "NORMAL" };
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {sync};

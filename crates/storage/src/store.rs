@@ -2,6 +2,7 @@
 //! the alarm slot, size accounting and WAL durability.
 
 use crate::{StorageError, guard};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,11 @@ impl Storage {
         let max_pages = (opts.max_size_bytes / page_size.max(512) as u64).max(16);
         conn.pragma_update(None, "max_page_count", max_pages as i64)?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Plans that do not depend on bound values. Without this, SQLite marks a statement
+        // whose plan looked at a parameter (any `= ?` beside an ORDER BY, GROUP BY or
+        // DISTINCT) as expired whenever its bindings are cleared, which the statement cache
+        // does on every return: such statements were parsed and planned again on every call.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version < SCHEMA_VERSION {
             conn.execute_batch(&format!(

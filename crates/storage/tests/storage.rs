@@ -386,3 +386,25 @@ fn read_only_sql_refuses_any_statement_that_writes() {
         vec![vec![SqlValue::Integer(1), SqlValue::Integer(1)]]
     );
 }
+
+#[test]
+fn cached_statements_are_not_planned_again_on_each_call() {
+    use dotdo_storage::rusqlite::StatementStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.exec("CREATE TABLE t(a TEXT, b TEXT, UNIQUE (a, b))", &[])
+        .unwrap();
+    // A parameter beside an ORDER BY: SQLite would otherwise re-plan it on every call.
+    let sql = "SELECT DISTINCT b FROM t WHERE a = ?1 ORDER BY b";
+    for _ in 0..3 {
+        s.internal_read(|c| Ok(c.prepare_cached(sql)?.query_map(["a"], |_| Ok(()))?.count()))
+            .unwrap();
+    }
+    let reprepared = s
+        .internal_read(|c| {
+            Ok(c.prepare_cached(sql)?
+                .get_status(StatementStatus::RePrepare))
+        })
+        .unwrap();
+    assert_eq!(reprepared, 0);
+}
