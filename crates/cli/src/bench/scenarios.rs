@@ -413,13 +413,15 @@ struct RpcSession {
 }
 
 impl RpcSession {
-    async fn send(&mut self, msg: Value) -> anyhow::Result<()> {
-        self.ws.send(Message::Text(msg.to_string().into())).await?;
+    /// Queues a message; it goes out with the next pull (one write for the frames of an op,
+    /// so the client spends as little of the machine as it can).
+    async fn feed(&mut self, msg: Value) -> anyhow::Result<()> {
+        self.ws.feed(Message::Text(msg.to_string().into())).await?;
         Ok(())
     }
 
     async fn push(&mut self, expr: Value) -> anyhow::Result<i64> {
-        self.send(json!(["push", expr])).await?;
+        self.feed(json!(["push", expr])).await?;
         let id = self.next_push;
         self.next_push += 1;
         Ok(id)
@@ -427,7 +429,8 @@ impl RpcSession {
 
     /// Pulls `id` and waits for its resolution.
     async fn pull(&mut self, id: i64) -> anyhow::Result<Value> {
-        self.send(json!(["pull", id])).await?;
+        self.feed(json!(["pull", id])).await?;
+        self.ws.flush().await?;
         loop {
             let frame = self.ws.next().await.context("the session closed")??;
             let Message::Text(text) = frame else { continue };
@@ -454,7 +457,7 @@ impl Worker for RpcSession {
             let c = self.push(json!(["pipeline", b, ["get"], ["k"]])).await?;
             check_thing(&self.pull(c).await?)?;
             for id in [a, b, c] {
-                self.send(json!(["release", id, 1])).await?;
+                self.feed(json!(["release", id, 1])).await?;
             }
         } else {
             let id = self.push(json!(["pipeline", 0, ["echo"], [i]])).await?;
@@ -462,7 +465,7 @@ impl Worker for RpcSession {
             if v != json!(i) {
                 bail!("echo({i}) gave {v}");
             }
-            self.send(json!(["release", id, 1])).await?;
+            self.feed(json!(["release", id, 1])).await?;
         }
         Ok(())
     }
