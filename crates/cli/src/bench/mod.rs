@@ -12,7 +12,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use stats::Latency;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -377,12 +377,8 @@ struct Server {
 impl Server {
     fn start(durability: &str, extra: &[&str]) -> anyhow::Result<Server> {
         let exe = std::env::current_exe().context("cannot find the dotdo binary")?;
-        Server::start_binary(&exe, durability, extra)
-    }
-
-    fn start_binary(exe: &Path, durability: &str, extra: &[&str]) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new().prefix("dotdo-bench-").tempdir()?;
-        let mut child = Command::new(exe)
+        let mut child = Command::new(&exe)
             .args([
                 "start",
                 "--port",

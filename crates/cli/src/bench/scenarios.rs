@@ -104,12 +104,12 @@ impl Measured {
 
 pub async fn run(name: &str, env: &Env) -> anyhow::Result<Measured> {
     match name {
-        "health" => http(env, name, |_| get("/health".into()))
+        "health" => http_load(env, name, |_| get("/health".into()))
             .await
             .map(Measured::plain),
         "kv-put" => {
             let o = format!("kv-{}", env.run);
-            http(env, name, move |i| Req {
+            http_load(env, name, move |i| Req {
                 method: Method::PUT,
                 path: format!("/counter/{o}/kv/k{}", i % 100),
                 body: Some(Bytes::from(format!("{{\"v\":{i}}}"))),
@@ -123,7 +123,7 @@ pub async fn run(name: &str, env: &Env) -> anyhow::Result<Measured> {
         "object-call" => object_call(env).await,
         "do-action" => {
             let run = env.run.clone();
-            http(env, name, move |i| {
+            http_load(env, name, move |i| {
                 post(format!("/counter/do-{run}-{}/do", i % 100))
             })
             .await
@@ -134,7 +134,7 @@ pub async fn run(name: &str, env: &Env) -> anyhow::Result<Measured> {
         "ws-broadcast" => ws_broadcast(env).await,
         "things-create" => {
             let o = format!("things-{}", env.run);
-            http(env, name, move |i| Req {
+            http_load(env, name, move |i| Req {
                 method: Method::POST,
                 path: format!("/{o}/items"),
                 body: Some(Bytes::from(
@@ -168,7 +168,7 @@ fn post(path: String) -> Req {
     }
 }
 
-async fn http(
+async fn http_load(
     env: &Env,
     label: &str,
     make: impl Fn(u64) -> Req + Send + Sync + 'static,
@@ -238,7 +238,7 @@ async fn sql_incr(env: &Env, objects: usize) -> anyhow::Result<Measured> {
     touch_counters(&env.base, &names, env.plan.concurrency).await?;
     let paths: Arc<Vec<String>> =
         Arc::new(names.iter().map(|o| format!("/counter/{o}/incr")).collect());
-    let out = http(env, label, move |i| {
+    let out = http_load(env, label, move |i| {
         post(paths[i as usize % paths.len()].clone())
     })
     .await?;
@@ -253,7 +253,7 @@ async fn object_call(env: &Env) -> anyhow::Result<Measured> {
         .collect();
     touch_counters(&env.base, &both, env.plan.concurrency).await?;
     let run = env.run.clone();
-    let out = http(env, "object-call", move |i| {
+    let out = http_load(env, "object-call", move |i| {
         let k = i % pairs;
         post(format!("/counter/a{k}-{run}/call/b{k}-{run}"))
     })
@@ -319,7 +319,7 @@ async fn event_fanout(env: &Env) -> anyhow::Result<Measured> {
         .context("event-fanout setup")?;
     }
     let path = format!("/{src}/_events");
-    let out = self::http(env, "event-fanout", move |i| Req {
+    let out = http_load(env, "event-fanout", move |i| Req {
         method: Method::POST,
         path: path.clone(),
         body: Some(Bytes::from(
@@ -395,7 +395,7 @@ async fn things_list(env: &Env) -> anyhow::Result<Measured> {
         .await
         .context("things-list setup")?;
     }
-    let out = self::http(env, "things-list", move |_| {
+    let out = http_load(env, "things-list", move |_| {
         get(format!("/{o}/items?limit=20"))
     })
     .await?;
