@@ -186,8 +186,7 @@ impl Storage {
     /// writes of a turn commit together in [`Storage::commit`].
     pub(crate) fn begin(&mut self) -> Result<(), StorageError> {
         if self.conn.is_autocommit() {
-            // Cached: every turn begins and commits, and parsing them showed in profiles.
-            self.conn.prepare_cached("BEGIN")?.execute([])?;
+            self.run_cached("BEGIN")?;
         }
         Ok(())
     }
