@@ -779,7 +779,7 @@ async fn run_alarm(
     state.storage.with(|s| {
         if outcome.is_err() {
             // The handler's last segment fails with it; earlier segments stay committed.
-            s.rollback();
+            s.rollback_segment();
         }
         let still_ours = s.get_alarm()? == Some(at);
         match &outcome {
@@ -838,6 +838,7 @@ async fn run_object(mut t: ObjectTask) {
         t.gate.clone(),
     )
     .await;
+    let _ = t.gate.commit();
     if let Ok(Err(e)) | Err(e) = init_rx
         .await
         .map_err(|_| ObjectError::internal("init panicked"))
@@ -875,11 +876,26 @@ async fn run_object(mut t: ObjectTask) {
                     turns.push(Turn::new(fut, t.gate.clone()));
                 }
                 None => {
-                    // Shutdown: finish what is running, then close.
-                    while turns.next().await.is_some() {}
+                    // Shutdown: finish what is running (committing as turns finish, since
+                    // one may wait for another's result), then close.
+                    while !turns.is_empty() {
+                        tokio::select! {
+                            biased;
+                            _ = turns.next() => {}
+                            () = std::future::ready(()), if t.gate.has_held() => {
+                                let _ = t.gate.commit();
+                            }
+                        }
+                    }
+                    let _ = t.gate.commit();
                     break None;
                 }
             },
+            // Nothing else can run now: commit the finished turns' writes together and
+            // release their results.
+            () = std::future::ready(()), if t.gate.has_held() => {
+                let _ = t.gate.commit();
+            }
             _ = t.evict.notified(), if idle => {
                 if let Some(n) = t.host.try_retire(&t.key, &t.rx) { break Some(n); }
             }

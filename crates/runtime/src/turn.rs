@@ -6,10 +6,16 @@
 //! then other turns of the same object may run, as in Durable Objects, which is what lets a call
 //! chain A→B→A complete.
 //!
-//! Every stretch of a turn between two awaits is one SQLite transaction (a *segment*): it is
-//! committed when the turn yields or finishes, and rolled back when the turn finishes with an
-//! error. A reply, and every call leaving the object, is released only once the commits before
-//! it are durable (output gate): at once in `normal` mode, after the group fsync in `fsync` mode.
+//! Every stretch of a turn between two awaits is a *segment*: it is committed when the turn
+//! yields, and undone alone when the turn finishes with an error. A reply, and every call
+//! leaving the object, is released only once the commits before it are durable (output gate):
+//! at once in `normal` mode, after the group fsync in `fsync` mode.
+//!
+//! Turns that finish back to back share one commit: each finished turn's segment stays in the
+//! open transaction (a savepoint made it undoable alone) and its result is *held*; the object's
+//! task commits once nothing else is ready to run (or the batch is full), and then releases the
+//! held results together. A hot object so writes its WAL once per batch instead of once per
+//! request, and no reply leaves before the commit that holds its writes.
 
 use crate::flusher::Flusher;
 use crate::host::{HostInner, ObjectKey};
@@ -18,6 +24,7 @@ use crate::storage::ObjectStorage;
 use dotdo_storage::{StorageError, SyncMode};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -27,6 +34,12 @@ use std::task::{Context, Poll};
 
 /// Commits every this many writing commits, a `Deferred`-mode object checks its WAL size.
 const CHECKPOINT_EVERY: u64 = 256;
+/// At most this many finished turns wait for one shared commit, so the first of them is not
+/// held back for long under a steady stream of requests.
+const MAX_HELD: usize = 64;
+
+/// Delivers a turn's result once the output gate opens (with the commit's error if it failed).
+pub(crate) type Deliver = Box<dyn FnOnce(Result<(), ObjectError>) + Send>;
 
 /// The commit and release machinery of one active object.
 pub(crate) struct Gate {
@@ -38,6 +51,8 @@ pub(crate) struct Gate {
     /// Writing commits so far, and how many of them are known to be on disk.
     committed: AtomicU64,
     flushed: Arc<AtomicU64>,
+    /// Finished turns whose writes wait in the open transaction, with their own errors.
+    held: Mutex<Vec<(Deliver, Option<ObjectError>)>>,
 }
 
 pub(crate) type GateRef = Arc<Gate>;
@@ -58,18 +73,69 @@ impl Gate {
             flusher,
             committed: AtomicU64::new(0),
             flushed: Arc::new(AtomicU64::new(0)),
+            held: Mutex::new(Vec::new()),
         })
     }
 
-    /// Ends the current segment: commits its writes (or rolls them back when `success` is
-    /// false) and keeps the alarm index in step with the object's alarm slot.
-    pub(crate) fn commit(&self, success: bool) -> Result<(), StorageError> {
-        let mut alarm_update = None;
-        let wrote = self.storage.with(|s| {
-            if !success {
-                s.rollback();
-                return Ok(false);
+    /// Starts a segment of a turn (see [`Storage::begin_segment`]).
+    fn begin_segment(&self) -> Result<(), StorageError> {
+        self.storage.with(|s| s.begin_segment())
+    }
+
+    /// Ends a segment of a turn: keeps its writes for the next commit, or undoes them alone.
+    fn end_segment(&self, success: bool) -> Result<(), StorageError> {
+        self.storage.with(|s| {
+            if success {
+                s.end_segment()
+            } else {
+                s.rollback_segment();
+                Ok(())
             }
+        })
+    }
+
+    /// Holds a finished turn's result until the commit of its writes; commits at once when
+    /// the batch is full or the transaction was lost.
+    fn hold(&self, deliver: Deliver, error: Option<ObjectError>) {
+        let full = {
+            let mut held = self.held.lock();
+            held.push((deliver, error));
+            held.len() >= MAX_HELD
+        };
+        let aborted = self.storage.with(|s| Ok(s.is_aborted())).unwrap_or(true);
+        if full || aborted {
+            let _ = self.commit();
+        }
+    }
+
+    /// True if finished turns wait for a commit.
+    pub(crate) fn has_held(&self) -> bool {
+        !self.held.lock().is_empty()
+    }
+
+    /// Commits the open transaction, keeps the alarm index in step with the object's alarm
+    /// slot, and releases the held results through the output gate (with the commit's error
+    /// if it failed, since their writes are then gone).
+    pub(crate) fn commit(&self) -> Result<(), ObjectError> {
+        let committed = self.commit_transaction().map_err(ObjectError::from);
+        let held = std::mem::take(&mut *self.held.lock());
+        if !held.is_empty() {
+            let failure = committed.as_ref().err().cloned();
+            self.release(Box::new(move |gate| {
+                for (deliver, error) in held {
+                    match error.or_else(|| failure.clone()) {
+                        Some(e) => deliver(Err(e)),
+                        None => deliver(gate.clone()),
+                    }
+                }
+            }));
+        }
+        committed
+    }
+
+    fn commit_transaction(&self) -> Result<(), StorageError> {
+        let mut alarm_update = None;
+        self.storage.with(|s| {
             if s.take_alarm_changed() {
                 let at = s.get_alarm()?;
                 // Index first: after a crash the index may hold an alarm the object dropped
@@ -88,9 +154,8 @@ impl Gate {
                     s.checkpoint(false)?;
                 }
             }
-            Ok(wrote)
+            Ok(())
         })?;
-        let _ = wrote;
         if let Some(at) = alarm_update {
             self.host.alarms.schedule(&self.key, at);
         }
@@ -98,7 +163,7 @@ impl Gate {
     }
 
     /// Calls `deliver` once every commit made so far by this object is durable.
-    pub(crate) fn release(&self, deliver: Box<dyn FnOnce(Result<(), ObjectError>) + Send>) {
+    pub(crate) fn release(&self, deliver: Deliver) {
         let target = self.committed.load(Ordering::Acquire);
         let Some(flusher) = &self.flusher else {
             return deliver(Ok(()));
@@ -131,7 +196,7 @@ impl Gate {
     /// Commits the current segment and waits until it is durable: used before a message leaves
     /// the object.
     pub(crate) async fn barrier(&self) -> Result<(), ObjectError> {
-        self.commit(true)?;
+        self.commit()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.release(Box::new(move |r| {
             let _ = tx.send(r);
@@ -145,7 +210,7 @@ impl Gate {
 /// output gate opens (with the commit's own error if committing failed).
 pub(crate) struct TurnOutcome {
     pub(crate) success: bool,
-    pub(crate) deliver: Box<dyn FnOnce(Result<(), ObjectError>) + Send>,
+    pub(crate) deliver: Deliver,
 }
 
 /// A message for an object: starts a turn, or fails without one.
@@ -219,22 +284,27 @@ impl Future for Turn {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if let Err(e) = this.gate.begin_segment() {
+            this.failed.get_or_insert(e.into());
+        }
         match this.fut.as_mut().poll(cx) {
             Poll::Pending => {
-                if let Err(e) = this.gate.commit(true) {
-                    this.failed.get_or_insert(e.into());
+                // The turn waits for something else: its writes so far are committed (and the
+                // held results of earlier turns released with them).
+                let ended = this.gate.end_segment(true);
+                if let Err(e) = ended
+                    .map_err(ObjectError::from)
+                    .and_then(|()| this.gate.commit())
+                {
+                    this.failed.get_or_insert(e);
                 }
                 Poll::Pending
             }
             Poll::Ready(Ok(outcome)) => {
                 let success = outcome.success && this.failed.is_none();
-                let committed = this.gate.commit(success).map_err(ObjectError::from);
-                match (this.failed.take(), committed) {
-                    (Some(e), _) | (None, Err(e)) => this
-                        .gate
-                        .release(Box::new(move |_| (outcome.deliver)(Err(e)))),
-                    (None, Ok(())) => this.gate.release(outcome.deliver),
-                }
+                let ended = this.gate.end_segment(success).map_err(ObjectError::from);
+                let error = this.failed.take().or(ended.err());
+                this.gate.hold(outcome.deliver, error);
                 Poll::Ready(())
             }
             Poll::Ready(Err(panic)) => {
@@ -244,7 +314,7 @@ impl Future for Turn {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(object = %this.gate.key, panic = %msg, "a turn panicked");
-                let _ = this.gate.commit(false);
+                let _ = this.gate.end_segment(false);
                 // The turn's result channel was dropped with the future: its caller sees an
                 // internal error.
                 Poll::Ready(())

@@ -169,6 +169,58 @@ async fn a_failing_turn_rolls_back_its_writes() {
     );
 }
 
+/// Turns that finish back to back share one commit; one that fails among them must undo its
+/// own writes only, and every acknowledged write must be there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_sharing_a_commit_fail_alone_and_keep_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let opts = options(dir.path(), &clock, &log);
+    let host = Host::open(opts.clone()).unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..32 {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0;
+            for i in 0..40 {
+                if (task + i) % 3 == 0 {
+                    let err = host
+                        .call("probe", "batched", "write_then_fail", Value::Null)
+                        .await
+                        .unwrap_err();
+                    assert_eq!(err.kind, ErrorKind::BadRequest);
+                } else {
+                    host.call("probe", "batched", "incr", Value::Null)
+                        .await
+                        .unwrap();
+                    acked += 1;
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await.unwrap();
+    }
+    let n = host
+        .call("probe", "batched", "get", Value::Null)
+        .await
+        .unwrap();
+    assert_eq!(n, json!(acked), "failed turns undid only their own writes");
+    host.shutdown(Duration::from_secs(10)).await;
+    let host = Host::open(opts).unwrap();
+    let n = host
+        .call("probe", "batched", "get", Value::Null)
+        .await
+        .unwrap();
+    assert_eq!(
+        n,
+        json!(acked),
+        "every acknowledged increment survived the restart"
+    );
+}
+
 #[tokio::test]
 async fn eviction_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,9 @@ pub struct Storage {
     /// SQLite dropped the open transaction behind our back.
     aborted: bool,
     savepoint_depth: u32,
+    /// The running segment began inside an open transaction, at a savepoint: the value is
+    /// whether the transaction held writes before it.
+    segment: Option<bool>,
     /// Alarm slot changed in the open transaction: the caller must update its index.
     alarm_changed: bool,
     wal: Option<Arc<File>>,
@@ -144,6 +147,7 @@ impl Storage {
             dirty: false,
             aborted: false,
             savepoint_depth: 0,
+            segment: None,
             alarm_changed: false,
             wal: None,
         })
@@ -273,6 +277,7 @@ impl Storage {
         }
         self.dirty = false;
         self.savepoint_depth = 0;
+        self.segment = None;
         Ok(wrote)
     }
 
@@ -286,7 +291,80 @@ impl Storage {
         self.dirty = false;
         self.aborted = false;
         self.savepoint_depth = 0;
+        self.segment = None;
         self.alarm_changed = false;
+    }
+
+    /// Starts a *segment*: a stretch of work that can be undone alone. Inside an open
+    /// transaction (earlier work waiting for a shared commit) it is a savepoint; otherwise
+    /// the segment is the transaction it will open, and undoing it is a rollback.
+    pub fn begin_segment(&mut self) -> Result<(), StorageError> {
+        if self.aborted {
+            // Earlier work is already lost; undoing this segment must not hide that.
+            self.segment = Some(false);
+            return Ok(());
+        }
+        self.segment = None;
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.run_cached("SAVEPOINT _do_segment")?;
+        self.segment = Some(self.dirty);
+        Ok(())
+    }
+
+    /// Ends the segment, keeping its writes in the open transaction. If that fails, the
+    /// transaction is given up, and the next [`Storage::commit`] says so.
+    pub fn end_segment(&mut self) -> Result<(), StorageError> {
+        if self.segment.take().is_some()
+            && !self.conn.is_autocommit()
+            && let Err(e) = self.run_cached("RELEASE _do_segment")
+        {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.note_aborted();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends the segment, undoing its writes and only them. If SQLite had already dropped the
+    /// whole transaction, earlier segments are lost too, and the next [`Storage::commit`]
+    /// says so.
+    pub fn rollback_segment(&mut self) {
+        let Some(was_dirty) = self.segment.take() else {
+            return self.rollback();
+        };
+        if self.aborted || self.conn.is_autocommit() {
+            // Keep `aborted` set: the writes before this segment are gone as well.
+            self.aborted = true;
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            self.dirty = false;
+            self.savepoint_depth = 0;
+            return;
+        }
+        match self
+            .conn
+            .execute_batch("ROLLBACK TO _do_segment; RELEASE _do_segment")
+        {
+            Ok(()) => {
+                self.dirty = was_dirty;
+                self.savepoint_depth = 0;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "segment rollback failed");
+                self.aborted = true;
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.dirty = false;
+                self.savepoint_depth = 0;
+            }
+        }
+    }
+
+    /// True if SQLite dropped the open transaction: the next commit fails.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Runs one internal statement through the statement cache (parsing SQL is a large share

@@ -408,3 +408,53 @@ fn cached_statements_are_not_planned_again_on_each_call() {
         .unwrap();
     assert_eq!(reprepared, 0);
 }
+
+#[test]
+fn a_segment_rolls_back_alone_inside_the_shared_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.begin_segment().unwrap();
+    s.put("a", &j(json!(1))).unwrap();
+    s.end_segment().unwrap();
+    s.begin_segment().unwrap();
+    s.put("a", &j(json!(2))).unwrap();
+    s.put("b", &j(json!(2))).unwrap();
+    s.rollback_segment();
+    assert!(
+        s.is_dirty(),
+        "the first segment's write still waits to commit"
+    );
+    s.begin_segment().unwrap();
+    s.put("c", &j(json!(3))).unwrap();
+    s.end_segment().unwrap();
+    assert!(s.commit().unwrap());
+    s.close().unwrap();
+    let mut s = open(&dir);
+    assert_eq!(s.get("a").unwrap(), Some(j(json!(1))));
+    assert_eq!(s.get("b").unwrap(), None);
+    assert_eq!(s.get("c").unwrap(), Some(j(json!(3))));
+}
+
+#[test]
+fn a_segment_that_loses_the_transaction_fails_the_shared_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.exec("CREATE TABLE t(id INTEGER PRIMARY KEY)", &[])
+        .unwrap();
+    s.exec("INSERT INTO t VALUES (1)", &[]).unwrap();
+    s.commit().unwrap();
+    s.put("earlier", &j(json!(1))).unwrap();
+    s.begin_segment().unwrap();
+    // ON CONFLICT ROLLBACK makes SQLite drop the whole transaction, earlier work included.
+    s.exec("INSERT OR ROLLBACK INTO t VALUES (1)", &[])
+        .unwrap_err();
+    s.rollback_segment();
+    assert!(s.is_aborted());
+    assert!(
+        matches!(s.commit(), Err(StorageError::TransactionAborted)),
+        "the earlier segment's write is gone, and the commit says so"
+    );
+    assert_eq!(s.get("earlier").unwrap(), None);
+    s.put("after", &j(json!(1))).unwrap();
+    assert!(s.commit().unwrap(), "the object is usable again");
+}
