@@ -3,16 +3,40 @@
 //! It is an index over the objects' own databases, which stay the source of truth: an alarm is
 //! written here before the object's transaction commits, so after a crash the catalog may hold
 //! an alarm the object no longer has (the object checks and ignores it) but never misses one.
+//!
+//! In `fsync` durability the catalog's commits do not sync either: like the objects' WALs, its
+//! WAL is synced by the group-commit flusher, before the object WALs of the same round, and no
+//! reply is released before that. (Syncing the catalog inline cost one fsync per alarm change,
+//! under one lock: it capped `$.do` at a few hundred per second.)
 
 use crate::host::ObjectKey;
 use crate::id::ObjectId;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::Path;
-use std::sync::Arc;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 pub(crate) struct Catalog {
     conn: Mutex<Connection>,
+    /// Commits leave syncing to the flusher (`fsync` durability).
+    deferred: bool,
+    /// Written since the flusher last synced the WAL.
+    unsynced: AtomicBool,
+    wal_path: PathBuf,
+    wal: OnceLock<File>,
+}
+
+/// How the catalog's commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CatalogSync {
+    /// They survive a process crash (`normal` durability).
+    Normal,
+    /// Each commit syncs.
+    Full,
+    /// The group-commit flusher syncs them before it releases any reply (`fsync` durability).
+    Flusher,
 }
 
 /// One row of the catalog, as listed.
@@ -27,14 +51,22 @@ pub struct CatalogEntry {
 }
 
 impl Catalog {
-    pub(crate) fn open(path: &Path, full_sync: bool) -> rusqlite::Result<Catalog> {
+    /// Opens the catalog. Commits sync as `sync` says; with [`CatalogSync::Flusher`] they are
+    /// made durable by [`Catalog::sync_if_written`].
+    pub(crate) fn open(path: &Path, sync: CatalogSync) -> rusqlite::Result<Catalog> {
         let conn = Connection::open(path)?;
         // Cached statements keep their plans (see `dotdo_storage::Storage::open`).
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
-        let sync = if full_sync { "FULL" } else { "NORMAL" };
+        let deferred = sync == CatalogSync::Flusher;
+        // NORMAL: commits do not sync; checkpoints sync the WAL before they copy it.
+        let sync = if sync == CatalogSync::Full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {sync};
              PRAGMA journal_mode = WAL;
@@ -49,9 +81,45 @@ impl Catalog {
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS objects_alarm ON objects(alarm_at) WHERE alarm_at IS NOT NULL;"
         ))?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
         Ok(Catalog {
             conn: Mutex::new(conn),
+            deferred,
+            unsynced: AtomicBool::new(false),
+            wal_path: PathBuf::from(wal_path),
+            wal: OnceLock::new(),
         })
+    }
+
+    fn written(&self) {
+        if self.deferred {
+            self.unsynced.store(true, Ordering::Release);
+        }
+    }
+
+    /// True if a commit since the last sync is not yet durable.
+    pub(crate) fn is_unsynced(&self) -> bool {
+        self.unsynced.load(Ordering::Acquire)
+    }
+
+    /// Makes every commit so far durable, if any is not yet.
+    pub(crate) fn sync_if_written(&self) -> std::io::Result<()> {
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let synced = match self.wal.get() {
+            Some(f) => f.sync_data(),
+            None => File::open(&self.wal_path).and_then(|f| {
+                let r = f.sync_data();
+                let _ = self.wal.set(f);
+                r
+            }),
+        };
+        if synced.is_err() {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        synced
     }
 
     pub(crate) fn register(
@@ -68,6 +136,7 @@ impl Catalog {
                  ON CONFLICT(ns, id) DO NOTHING",
             )?
             .execute(params![&*key.ns, key.id.as_bytes(), name, class, now])?;
+        self.written();
         Ok(())
     }
 
@@ -76,6 +145,7 @@ impl Catalog {
             .lock()
             .prepare_cached("UPDATE objects SET alarm_at = ?3 WHERE ns = ?1 AND id = ?2")?
             .execute(params![&*key.ns, key.id.as_bytes(), at])?;
+        self.written();
         Ok(())
     }
 

@@ -4,12 +4,17 @@
 //! the flusher, which drains every request queued so far, fsyncs each distinct WAL once and
 //! then releases all their replies. While it syncs, turns keep running and queue up for the
 //! next round, so one fsync serves many turns and many objects.
+//!
+//! Each round first syncs the host catalog if it was written (its alarm index must be durable
+//! no later than the objects' alarms), then the WALs.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+
+use crate::catalog::Catalog;
 
 /// Distinct WAL files in one batch from which one `syncfs` replaces per-file fsyncs.
 const SYNCFS_FROM: usize = 4;
@@ -35,13 +40,13 @@ pub(crate) struct Counters {
 }
 
 impl Flusher {
-    pub(crate) fn start() -> std::io::Result<Arc<Flusher>> {
+    pub(crate) fn start(catalog: Arc<Catalog>) -> std::io::Result<Arc<Flusher>> {
         let (tx, rx) = mpsc::channel::<Request>();
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
         std::thread::Builder::new()
             .name("dotdo-flusher".into())
-            .spawn(move || run(rx, &c))?;
+            .spawn(move || run(rx, &c, &catalog))?;
         Ok(Arc::new(Flusher {
             tx: parking_lot::Mutex::new(tx),
             counters,
@@ -64,7 +69,7 @@ impl Flusher {
     }
 }
 
-fn run(rx: mpsc::Receiver<Request>, counters: &Counters) {
+fn run(rx: mpsc::Receiver<Request>, counters: &Counters, catalog: &Catalog) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -86,7 +91,15 @@ fn run(rx: mpsc::Receiver<Request>, counters: &Counters) {
             distinct.len()
         };
         counters.syncs.fetch_add(syncs as u64, Ordering::Relaxed);
-        if distinct.len() >= SYNCFS_FROM {
+        let wide = distinct.len() >= SYNCFS_FROM;
+        if let Err(e) = catalog.sync_if_written() {
+            tracing::error!(error = %e, "fsync of the catalog failed");
+            for req in batch {
+                (req.done)(Err(std::io::Error::new(e.kind(), "fsync failed")));
+            }
+            continue;
+        }
+        if wide {
             let result = rustix::fs::syncfs(&*batch[0].file).map_err(std::io::Error::from);
             let kind = result.err().map(|e| {
                 tracing::error!(error = %e, "syncfs failed");

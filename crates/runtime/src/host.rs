@@ -2,7 +2,7 @@
 //! least recently used objects, fires alarms and shuts down gracefully.
 
 use crate::alarms::{self, Alarms};
-use crate::catalog::{Catalog, CatalogEntry};
+use crate::catalog::{Catalog, CatalogEntry, CatalogSync};
 use crate::clock::{Clock, SystemClock};
 use crate::flusher::Flusher;
 use crate::id::{ObjectId, valid_name, valid_namespace};
@@ -150,7 +150,7 @@ pub(crate) struct HostInner {
     tick: AtomicU64,
     open: Arc<Semaphore>,
     max_open: usize,
-    pub(crate) catalog: Catalog,
+    pub(crate) catalog: Arc<Catalog>,
     pub(crate) alarms: Arc<Alarms>,
     flusher: Option<Arc<Flusher>>,
     /// Bytes of a new, empty object database (see `Storage::empty_image`).
@@ -199,16 +199,20 @@ impl Host {
             source,
         };
         std::fs::create_dir_all(opts.state_dir.join("objects")).map_err(dir_err)?;
-        let catalog = Catalog::open(
+        let catalog = Arc::new(Catalog::open(
             &opts.state_dir.join("catalog.sqlite"),
-            opts.durability != Durability::Normal,
-        )?;
+            match opts.durability {
+                Durability::Normal => CatalogSync::Normal,
+                Durability::Fsync => CatalogSync::Flusher,
+                Durability::FsyncEach => CatalogSync::Full,
+            },
+        )?);
         let max_open = opts
             .max_open_objects
             .unwrap_or_else(default_max_open_objects)
             .max(1);
         let flusher = if opts.durability == Durability::Fsync {
-            Some(Flusher::start().map_err(dir_err)?)
+            Some(Flusher::start(catalog.clone()).map_err(dir_err)?)
         } else {
             None
         };

@@ -168,7 +168,9 @@ impl Gate {
         let Some(flusher) = &self.flusher else {
             return deliver(Ok(()));
         };
-        if self.sync != SyncMode::Deferred || self.flushed.load(Ordering::Acquire) >= target {
+        if self.sync != SyncMode::Deferred
+            || (self.flushed.load(Ordering::Acquire) >= target && !self.host.catalog.is_unsynced())
+        {
             return deliver(Ok(()));
         }
         let file = match self.storage.with(|s| s.wal_file()) {
