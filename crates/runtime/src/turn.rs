@@ -29,14 +29,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// Commits every this many writing commits, a `Deferred`-mode object checks its WAL size.
 const CHECKPOINT_EVERY: u64 = 256;
-/// Every this many new WAL frames (4 KiB pages), a `Normal`-mode object syncs its WAL in the
-/// background.
-const PRESYNC_FRAMES: u32 = 256;
 /// At most this many finished turns wait for one shared commit, so the first of them is not
 /// held back for long under a steady stream of requests.
 const MAX_HELD: usize = 64;
@@ -54,10 +51,6 @@ pub(crate) struct Gate {
     /// Writing commits so far, and how many of them are known to be on disk.
     committed: AtomicU64,
     flushed: Arc<AtomicU64>,
-    /// A background sync of the WAL is running.
-    presyncing: Arc<AtomicBool>,
-    /// WAL frames when the latest background sync started.
-    presynced_frames: AtomicU32,
     /// Finished turns whose writes wait in the open transaction, with their own errors.
     held: Mutex<Vec<(Deliver, Option<ObjectError>)>>,
 }
@@ -80,8 +73,6 @@ impl Gate {
             flusher,
             committed: AtomicU64::new(0),
             flushed: Arc::new(AtomicU64::new(0)),
-            presyncing: Arc::new(AtomicBool::new(false)),
-            presynced_frames: AtomicU32::new(0),
             held: Mutex::new(Vec::new()),
         })
     }
@@ -157,14 +148,10 @@ impl Gate {
                 alarm_update = Some(at);
             }
             let wrote = s.commit()?;
-            if wrote {
+            if wrote && self.sync == SyncMode::Deferred {
                 let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
-                match self.sync {
-                    SyncMode::Deferred if n.is_multiple_of(CHECKPOINT_EVERY) => {
-                        s.checkpoint(false)?;
-                    }
-                    SyncMode::Normal => self.maybe_presync(s),
-                    _ => {}
+                if n.is_multiple_of(CHECKPOINT_EVERY) {
+                    s.checkpoint(false)?;
                 }
             }
             Ok(())
@@ -173,39 +160,6 @@ impl Gate {
             self.host.alarms.schedule(&self.key, at);
         }
         Ok(())
-    }
-
-    /// Syncs the WAL on a blocking thread while the object goes on (`normal` durability).
-    /// SQLite's checkpoint must sync the WAL before it copies it, and it does so inside a
-    /// commit, with the object waiting; synced in the background as the WAL grows, that sync
-    /// finds little left to write (it was tens of milliseconds for a full WAL).
-    fn maybe_presync(&self, s: &mut dotdo_storage::Storage) {
-        let frames = s.wal_frames();
-        let since = self.presynced_frames.load(Ordering::Relaxed);
-        if frames < since {
-            // A checkpoint restarted the WAL.
-            self.presynced_frames.store(0, Ordering::Relaxed);
-            return;
-        }
-        if frames - since < PRESYNC_FRAMES {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.presyncing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.presynced_frames.store(frames, Ordering::Relaxed);
-        let Ok(file) = s.wal_file() else {
-            self.presyncing.store(false, Ordering::Release);
-            return;
-        };
-        let busy = self.presyncing.clone();
-        runtime.spawn_blocking(move || {
-            let _ = file.sync_data();
-            busy.store(false, Ordering::Release);
-        });
     }
 
     /// Calls `deliver` once every commit made so far by this object is durable.

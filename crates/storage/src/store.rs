@@ -7,7 +7,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// When a committed transaction reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,8 +84,6 @@ pub struct Storage {
     /// Alarm slot changed in the open transaction: the caller must update its index.
     alarm_changed: bool,
     wal: Option<Arc<File>>,
-    /// Frames in the WAL after the latest commit.
-    wal_frames: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -116,23 +114,14 @@ impl Storage {
             "PRAGMA locking_mode = EXCLUSIVE; PRAGMA synchronous = {sync}; \
              PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"
         ))?;
+        let autocheckpoint = match opts.sync {
+            SyncMode::Deferred => 0,
+            SyncMode::Normal | SyncMode::Full => CHECKPOINT_PAGES,
+        };
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+            "PRAGMA wal_autocheckpoint = {autocheckpoint}; \
+             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
         ))?;
-        // In place of SQLite's automatic checkpoint (the same PASSIVE checkpoint at the same
-        // size, except in `Deferred` mode where the caller checkpoints): a hook that also
-        // keeps the WAL's length, for callers that sync it ahead of the checkpoint.
-        let wal_frames = Arc::new(AtomicU32::new(0));
-        let frames = wal_frames.clone();
-        let auto = opts.sync != SyncMode::Deferred;
-        conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
-            frames.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
-            if auto && i64::from(pages) >= CHECKPOINT_PAGES {
-                // As SQLite's own hook: a checkpoint that cannot run now is tried again later.
-                let _ = wal.checkpoint();
-            }
-            Ok(())
-        }))?;
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let max_pages = (opts.max_size_bytes / page_size.max(512) as u64).max(16);
         conn.pragma_update(None, "max_page_count", max_pages as i64)?;
@@ -160,7 +149,6 @@ impl Storage {
             savepoint_depth: 0,
             segment: None,
             alarm_changed: false,
-            wal_frames,
             wal: None,
         })
     }
@@ -529,12 +517,6 @@ impl Storage {
 
     pub fn sync_mode(&self) -> SyncMode {
         self.sync
-    }
-
-    /// Frames (pages) in the WAL after the latest commit; it starts again from 0 after a
-    /// checkpoint.
-    pub fn wal_frames(&self) -> u32 {
-        self.wal_frames.load(Ordering::Relaxed)
     }
 
     /// A handle on the WAL file; `sync_data` on it makes every commit so far durable.

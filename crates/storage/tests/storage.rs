@@ -458,33 +458,3 @@ fn a_segment_that_loses_the_transaction_fails_the_shared_commit() {
     s.put("after", &j(json!(1))).unwrap();
     assert!(s.commit().unwrap(), "the object is usable again");
 }
-
-#[test]
-fn the_wal_is_checkpointed_at_its_limit_and_its_length_is_known() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = open(&dir);
-    s.put("k", &KvValue::Bytes(vec![1; 100])).unwrap();
-    s.commit().unwrap();
-    let first = s.wal_frames();
-    assert!(first >= 1, "a commit adds frames");
-    let mut most = first;
-    let mut restarted = false;
-    // Each commit rewrites ~4 pages, so 1,200 of them pass the 4,096-page checkpoint.
-    for i in 0..1200u32 {
-        s.put(
-            &format!("b{}", i % 8),
-            &KvValue::Bytes(vec![i as u8; 12_000]),
-        )
-        .unwrap();
-        s.commit().unwrap();
-        let now = s.wal_frames();
-        restarted |= now < most;
-        most = most.max(now);
-    }
-    assert!(restarted, "the WAL started again after a checkpoint");
-    assert!(most < 4096 + 64, "no WAL grew far past the limit: {most}");
-    let wal_len = std::fs::metadata(dir.path().join("o.sqlite-wal"))
-        .unwrap()
-        .len();
-    assert!(wal_len < 24 * 1024 * 1024, "WAL file is {wal_len} bytes");
-}
