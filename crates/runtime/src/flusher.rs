@@ -85,13 +85,9 @@ fn run(rx: mpsc::Receiver<Request>, counters: &Counters, catalog: &Catalog) {
         counters
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let syncs = if distinct.len() >= SYNCFS_FROM {
-            1
-        } else {
-            distinct.len()
-        };
-        counters.syncs.fetch_add(syncs as u64, Ordering::Relaxed);
         let wide = distinct.len() >= SYNCFS_FROM;
+        let syncs = if wide { 1 } else { distinct.len() };
+        counters.syncs.fetch_add(syncs as u64, Ordering::Relaxed);
         if let Err(e) = catalog.sync_if_written() {
             tracing::error!(error = %e, "fsync of the catalog failed");
             for req in batch {
