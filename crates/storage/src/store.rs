@@ -320,8 +320,7 @@ impl Storage {
             && !self.conn.is_autocommit()
             && let Err(e) = self.run_cached("RELEASE _do_segment")
         {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.note_aborted();
+            self.give_up();
             return Err(e);
         }
         Ok(())
@@ -335,14 +334,8 @@ impl Storage {
             return self.rollback();
         };
         if self.aborted || self.conn.is_autocommit() {
-            // Keep `aborted` set: the writes before this segment are gone as well.
-            self.aborted = true;
-            if !self.conn.is_autocommit() {
-                let _ = self.conn.execute_batch("ROLLBACK");
-            }
-            self.dirty = false;
-            self.savepoint_depth = 0;
-            return;
+            // Stay aborted: the writes before this segment are gone as well.
+            return self.give_up();
         }
         match self
             .conn
@@ -354,12 +347,18 @@ impl Storage {
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, "segment rollback failed");
-                self.aborted = true;
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.dirty = false;
-                self.savepoint_depth = 0;
+                self.give_up();
             }
         }
+    }
+
+    /// Drops the open transaction, if any, and marks it lost, so the next commit fails
+    /// instead of acknowledging writes of earlier segments that are gone.
+    fn give_up(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.note_aborted();
     }
 
     /// True if SQLite dropped the open transaction: the next commit fails.
