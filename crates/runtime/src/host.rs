@@ -866,6 +866,8 @@ async fn run_object(mut t: ObjectTask) {
 
     let mut turns = FuturesUnordered::new();
     let mut last_activity = clock.now_ms();
+    let mut waited = false;
+    let mut last_batch = 0;
     let retire = loop {
         let idle = turns.is_empty();
         tokio::select! {
@@ -896,9 +898,20 @@ async fn run_object(mut t: ObjectTask) {
                 }
             },
             // Nothing else can run now: commit the finished turns' writes together and
-            // release their results.
+            // release their results. While the object is busy (several results held now or
+            // at the last commit), yield once first, so requests already on their way (on
+            // this worker's sockets and run queue) join the same commit; an idle object's
+            // lone turn commits at once.
             () = std::future::ready(()), if t.gate.has_held() => {
-                let _ = t.gate.commit();
+                let held = t.gate.held();
+                if !waited && (held > 1 || last_batch > 1) {
+                    waited = true;
+                    tokio::task::yield_now().await;
+                } else {
+                    waited = false;
+                    last_batch = held;
+                    let _ = t.gate.commit();
+                }
             }
             _ = t.evict.notified(), if idle => {
                 if let Some(n) = t.host.try_retire(&t.key, &t.rx) { break Some(n); }

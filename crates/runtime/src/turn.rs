@@ -110,7 +110,12 @@ impl Gate {
 
     /// True if finished turns wait for a commit.
     pub(crate) fn has_held(&self) -> bool {
-        !self.held.lock().is_empty()
+        self.held() > 0
+    }
+
+    /// How many finished turns wait for a commit.
+    pub(crate) fn held(&self) -> usize {
+        self.held.lock().len()
     }
 
     /// Commits the open transaction, keeps the alarm index in step with the object's alarm
