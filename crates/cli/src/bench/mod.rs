@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Seconds of warm-up per scenario, not measured [default: 1, or 0.2 with --quick].
     #[arg(long)]
     warmup: Option<f64>,
+    /// Measure each scenario this many times, back to back, and keep the run with the
+    /// median throughput (every run's throughput is kept in the record's `runs`).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// A smoke run: short scenarios and smaller setups.
     #[arg(long)]
     quick: bool,
@@ -83,6 +87,10 @@ pub struct Record {
     pub errors: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// With `--repeat`: every run's throughput (ops/s), in the order measured; the record
+    /// is the run with the median.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +123,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let names = chosen(&args.scenarios)?;
     if args.concurrency == 0 || args.concurrency > 10_000 {
         bail!("--concurrency must be 1 to 10000");
+    }
+    if args.repeat == 0 || args.repeat > 20 {
+        bail!("--repeat must be 1 to 20");
     }
     if args.duration.is_some_and(|d| d <= 0.0)
         || args.warmup.is_some_and(|w| w < 0.0)
@@ -226,7 +237,7 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
             run: run_id.clone(),
             pids: target.pids().to_vec(),
         };
-        let measured = match scenarios::run(name, &env).await {
+        let measured = match measure(name, &env, args.repeat, !args.json).await {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("  {name:<16} FAILED: {e:#}");
@@ -234,6 +245,7 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
                 continue;
             }
         };
+        let (measured, runs) = measured;
         let mut o = measured.outcome;
         let server = (!target.pids().is_empty()).then(|| ServerUse {
             rss_mb: (rss_bytes(target.pids()) as f64 / 1e5).round() / 10.0,
@@ -252,6 +264,7 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
             server,
             errors: o.errors,
             note: measured.note,
+            runs,
         };
         let line = serde_json::to_string(&record)?;
         if let Some(f) = out.as_mut() {
@@ -267,6 +280,49 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
         bail!("{} scenario(s) failed: {}", failed.len(), failed.join(", "));
     }
     Ok(())
+}
+
+/// Runs a scenario `repeat` times and returns the run with the median throughput, with every
+/// run's throughput when there was more than one.
+async fn measure(
+    name: &str,
+    env: &scenarios::Env,
+    repeat: usize,
+    progress: bool,
+) -> anyhow::Result<(scenarios::Measured, Vec<f64>)> {
+    let mut all = Vec::with_capacity(repeat);
+    for i in 1..=repeat {
+        // Each run on objects of its own, so its checks count only its own operations.
+        let env = scenarios::Env {
+            run: if i == 1 {
+                env.run.clone()
+            } else {
+                format!("{}r{i}", env.run)
+            },
+            pids: env.pids.clone(),
+            base: env.base.clone(),
+            ..*env
+        };
+        let m = scenarios::run(name, &env).await?;
+        if progress && repeat > 1 {
+            eprintln!(
+                "  {name:<16} run {i}/{repeat}: {:.0} ops/s",
+                m.outcome.throughput()
+            );
+        }
+        all.push(m);
+    }
+    let runs: Vec<f64> = all.iter().map(|m| m.outcome.throughput().round()).collect();
+    let median = median_index(&runs);
+    let chosen = all.swap_remove(median);
+    Ok((chosen, if repeat > 1 { runs } else { Vec::new() }))
+}
+
+/// The index of the median value (the lower middle one of an even count).
+fn median_index(values: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order[(values.len().saturating_sub(1)) / 2]
 }
 
 fn print_header() {
@@ -423,5 +479,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_index;
+
+    #[test]
+    fn the_median_run_is_the_middle_one_by_throughput() {
+        assert_eq!(median_index(&[5.0]), 0);
+        assert_eq!(median_index(&[30.0, 10.0, 20.0]), 2);
+        assert_eq!(median_index(&[10.0, 30.0, 20.0, 40.0]), 2);
+        assert_eq!(median_index(&[7.0, 7.0, 1.0]), 0);
     }
 }

@@ -44,6 +44,17 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The throughput, and the range of every run's when the scenario was repeated.
+fn throughput_with_range(r: &Record) -> String {
+    let lo = r.runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = r.runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if r.runs.len() > 1 {
+        format!("{:.0} ({lo:.0}–{hi:.0})", r.throughput)
+    } else {
+        format!("{:.0}", r.throughput)
+    }
+}
+
 fn render(records: &[Record]) -> String {
     let mut md = String::new();
     let Some(first) = records.first() else {
@@ -62,6 +73,18 @@ fn render(records: &[Record]) -> String {
         m.os,
         first.timestamp.get(..10).unwrap_or(&first.timestamp),
     );
+    if let Some(n) = records
+        .iter()
+        .map(|r| r.runs.len())
+        .max()
+        .filter(|&n| n > 1)
+    {
+        let _ = writeln!(
+            md,
+            "Each scenario was measured {n} times back to back; every figure is from the run \
+             with the median throughput, and the range of all runs is in brackets.\n"
+        );
+    }
     let dotdo: Vec<&Record> = records.iter().filter(|r| r.target == "dotdo").collect();
     let peers: Vec<&Record> = records.iter().filter(|r| r.target != "dotdo").collect();
 
@@ -151,13 +174,13 @@ fn render(records: &[Record]) -> String {
         });
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {rss} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {rss} |",
             r.target,
             r.durability,
             r.name,
             r.concurrency,
             r.iterations,
-            r.throughput,
+            throughput_with_range(r),
             r.latency.p50,
             r.latency.p95,
             r.latency.p99,
@@ -232,5 +255,15 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| workerd | fsync | 40 |"), "{md}");
+        assert!(!md.contains("median"), "{md}");
+    }
+
+    #[test]
+    fn repeated_runs_show_their_range() {
+        let mut r = record("health", "dotdo", "normal", 40_000.0, 2.0);
+        r.runs = vec![41_000.0, 40_000.0, 38_000.0];
+        let md = render(&[r]);
+        assert!(md.contains("measured 3 times"), "{md}");
+        assert!(md.contains("| 40000 (38000–41000) |"), "{md}");
     }
 }
