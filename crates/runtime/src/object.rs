@@ -150,6 +150,14 @@ impl ObjectState {
         self.gate.barrier().await
     }
 
+    /// Waits until the object's finished turns that wait for their shared commit have been
+    /// committed (at once if none wait). A turn that reacts to other turns' writes (an event
+    /// pump) calls it after being woken, so it handles a whole batch at once instead of
+    /// splitting every batch with a commit of its own.
+    pub async fn settled(&self) {
+        self.gate.settled().await;
+    }
+
     /// Runs `f` as a new turn of this same object and waits for its result. The new turn
     /// commits or rolls back on its own, so work that must fail alone (one retried action
     /// among many) runs in a turn of its own. Safe to call from inside a turn: the caller

@@ -53,6 +53,8 @@ pub(crate) struct Gate {
     flushed: Arc<AtomicU64>,
     /// Finished turns whose writes wait in the open transaction, with their own errors.
     held: Mutex<Vec<(Deliver, Option<ObjectError>)>>,
+    /// Woken at every commit, for [`Gate::settled`].
+    commits: tokio::sync::Notify,
 }
 
 pub(crate) type GateRef = Arc<Gate>;
@@ -73,6 +75,7 @@ impl Gate {
             flusher,
             committed: AtomicU64::new(0),
             flushed: Arc::new(AtomicU64::new(0)),
+            commits: tokio::sync::Notify::new(),
             held: Mutex::new(Vec::new()),
         })
     }
@@ -80,6 +83,11 @@ impl Gate {
     /// Starts a segment of a turn (see [`Storage::begin_segment`]).
     fn begin_segment(&self) -> Result<(), StorageError> {
         self.storage.with(|s| s.begin_segment())
+    }
+
+    /// True if the running segment wrote anything.
+    fn segment_wrote(&self) -> bool {
+        self.storage.with(|s| Ok(s.segment_wrote())).unwrap_or(true)
     }
 
     /// Ends a segment of a turn: keeps its writes for the next commit, or undoes them alone.
@@ -113,6 +121,16 @@ impl Gate {
         self.held() > 0
     }
 
+    /// Waits until the finished turns waiting now have been committed (at once if none).
+    pub(crate) async fn settled(&self) {
+        let next = self.commits.notified();
+        tokio::pin!(next);
+        next.as_mut().enable();
+        if self.has_held() {
+            next.await;
+        }
+    }
+
     /// How many finished turns wait for a commit.
     pub(crate) fn held(&self) -> usize {
         self.held.lock().len()
@@ -123,6 +141,7 @@ impl Gate {
     /// if it failed, since their writes are then gone).
     pub(crate) fn commit(&self) -> Result<(), ObjectError> {
         let committed = self.commit_transaction().map_err(ObjectError::from);
+        self.commits.notify_waiters();
         let held = std::mem::take(&mut *self.held.lock());
         if !held.is_empty() {
             let failure = committed.as_ref().err().cloned();
@@ -297,11 +316,14 @@ impl Future for Turn {
         match this.fut.as_mut().poll(cx) {
             Poll::Pending => {
                 // The turn waits for something else: its writes so far are committed (and the
-                // held results of earlier turns released with them).
+                // held results of earlier turns released with them). A segment that wrote
+                // nothing leaves the held results to the object's next shared commit, so a
+                // turn that wakes often to look for work does not split the batches.
+                let wrote = this.gate.segment_wrote();
                 let ended = this.gate.end_segment(true);
                 if let Err(e) = ended
                     .map_err(ObjectError::from)
-                    .and_then(|()| this.gate.commit())
+                    .and_then(|()| if wrote { this.gate.commit() } else { Ok(()) })
                 {
                     this.failed.get_or_insert(e);
                 }

@@ -53,6 +53,12 @@ impl DurableObject for Probe {
                 st.put_json("slow", json!("done"))?;
                 Ok(json!("done"))
             }
+            // Waits for the shared commit of the turns finished so far, then says whether
+            // anything is left uncommitted.
+            "settle" => {
+                self.state.settled().await;
+                Ok(json!(st.with(|s| Ok(s.is_dirty()))?))
+            }
             "write_then_fail" => {
                 st.put_json("n", json!(-1))?;
                 Err(ObjectError::bad_request("failed on purpose"))
@@ -218,6 +224,48 @@ async fn turns_sharing_a_commit_fail_alone_and_keep_every_acknowledged_write() {
         n,
         json!(acked),
         "every acknowledged increment survived the restart"
+    );
+}
+
+/// A turn waiting for the shared commit wakes once the turns before it are committed, with
+/// nothing of theirs left open, and never waits when nothing is held.
+#[tokio::test]
+async fn settled_waits_for_the_shared_commit_of_earlier_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
+    assert_eq!(
+        host.call("probe", "s", "settle", Value::Null)
+            .await
+            .unwrap(),
+        json!(false),
+        "nothing held: at once"
+    );
+    let incrs: Vec<_> = (0..10)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.call("probe", "s", "incr", Value::Null).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let settled = tokio::time::timeout(
+        Duration::from_secs(10),
+        host.call("probe", "s", "settle", Value::Null),
+    )
+    .await
+    .expect("settled returned")
+    .unwrap();
+    assert_eq!(
+        settled,
+        json!(false),
+        "the earlier turns' writes are committed"
+    );
+    for t in incrs {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        host.call("probe", "s", "get", Value::Null).await.unwrap(),
+        json!(10)
     );
 }
 

@@ -81,6 +81,8 @@ pub struct Storage {
     /// The running segment began inside an open transaction, at a savepoint: the value is
     /// whether the transaction held writes before it.
     segment: Option<bool>,
+    /// The running segment wrote (see [`Storage::segment_wrote`]).
+    segment_wrote: bool,
     /// Alarm slot changed in the open transaction: the caller must update its index.
     alarm_changed: bool,
     wal: Option<Arc<File>>,
@@ -148,6 +150,7 @@ impl Storage {
             aborted: false,
             savepoint_depth: 0,
             segment: None,
+            segment_wrote: false,
             alarm_changed: false,
             wal: None,
         })
@@ -197,6 +200,7 @@ impl Storage {
 
     pub(crate) fn mark_dirty(&mut self) {
         self.dirty = true;
+        self.segment_wrote = true;
     }
 
     pub(crate) fn note_aborted(&mut self) {
@@ -214,6 +218,7 @@ impl Storage {
         match f(&self.conn) {
             Ok(v) => {
                 self.dirty = true;
+                self.segment_wrote = true;
                 Ok(v)
             }
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
@@ -242,10 +247,12 @@ impl Storage {
         &mut self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StorageError> {
-        let (before, was_dirty) = (self.conn.total_changes(), self.dirty);
+        let (before, was_dirty, segment_wrote) =
+            (self.conn.total_changes(), self.dirty, self.segment_wrote);
         let out = self.write(f);
         if self.conn.total_changes() == before {
             self.dirty = was_dirty;
+            self.segment_wrote = segment_wrote;
         }
         out
     }
@@ -299,6 +306,7 @@ impl Storage {
     /// transaction (earlier work waiting for a shared commit) it is a savepoint; otherwise
     /// the segment is the transaction it will open, and undoing it is a rollback.
     pub fn begin_segment(&mut self) -> Result<(), StorageError> {
+        self.segment_wrote = false;
         if self.aborted {
             // Earlier work is already lost; undoing this segment must not hide that.
             self.segment = Some(false);
@@ -311,6 +319,11 @@ impl Storage {
         self.run_cached("SAVEPOINT _do_segment")?;
         self.segment = Some(self.dirty);
         Ok(())
+    }
+
+    /// True if the running segment wrote anything (rows, schema, the alarm slot).
+    pub fn segment_wrote(&self) -> bool {
+        self.segment_wrote
     }
 
     /// Ends the segment, keeping its writes in the open transaction. If that fails, the

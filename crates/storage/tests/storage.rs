@@ -436,6 +436,29 @@ fn a_segment_rolls_back_alone_inside_the_shared_transaction() {
 }
 
 #[test]
+fn a_segment_knows_whether_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.begin_segment().unwrap();
+    s.put("a", &j(json!(1))).unwrap();
+    assert!(s.segment_wrote());
+    s.end_segment().unwrap();
+    // Inside the open transaction: a read, and an internal read that changed nothing.
+    s.begin_segment().unwrap();
+    assert_eq!(s.get("a").unwrap(), Some(j(json!(1))));
+    s.internal_read(|c| c.query_row("SELECT count(*) FROM _do_kv", [], |r| r.get::<_, i64>(0)))
+        .unwrap();
+    assert!(!s.segment_wrote(), "reads are not writes");
+    s.exec("CREATE TABLE t(x)", &[]).unwrap();
+    assert!(s.segment_wrote(), "schema changes are writes");
+    s.end_segment().unwrap();
+    s.begin_segment().unwrap();
+    assert!(!s.segment_wrote(), "a new segment starts clean");
+    s.end_segment().unwrap();
+    assert!(s.commit().unwrap());
+}
+
+#[test]
 fn a_segment_that_loses_the_transaction_fails_the_shared_commit() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);

@@ -895,7 +895,12 @@ impl Context {
                 // spares clearing and re-arming the alarm (a catalog write each) per item.
                 let linger = tokio::time::sleep(PUMP_LINGER);
                 tokio::select! {
-                    () = self.inner.work.notified() => continue,
+                    () = self.inner.work.notified() => {
+                        // Let the turns that made the work finish their shared commit first,
+                        // so their events are dispatched in one batch.
+                        self.inner.state.settled().await;
+                        continue;
+                    }
                     () = linger => {}
                 }
                 if self.hand_over_to_alarm()? {
