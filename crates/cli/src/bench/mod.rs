@@ -293,16 +293,10 @@ async fn measure(
     let mut all = Vec::with_capacity(repeat);
     for i in 1..=repeat {
         // Each run on objects of its own, so its checks count only its own operations.
-        let env = scenarios::Env {
-            run: if i == 1 {
-                env.run.clone()
-            } else {
-                format!("{}r{i}", env.run)
-            },
-            pids: env.pids.clone(),
-            base: env.base.clone(),
-            ..*env
-        };
+        let mut env = env.clone();
+        if i > 1 {
+            env.run = format!("{}r{i}", env.run);
+        }
         let m = scenarios::run(name, &env).await?;
         if progress && repeat > 1 {
             eprintln!(

@@ -62,6 +62,7 @@ pub const ALL: &[(&str, &str)] = &[
 ];
 
 /// Where and how a scenario runs.
+#[derive(Clone)]
 pub struct Env {
     pub base: String,
     pub plan: Plan,
