@@ -159,6 +159,9 @@ pub(crate) struct HostInner {
     /// Counters for tests and metrics.
     activations: AtomicU64,
     evictions: AtomicU64,
+    /// Object transactions committed with writes, and the turns' results they released.
+    pub(crate) commits: AtomicU64,
+    pub(crate) committed_results: AtomicU64,
 }
 
 /// Numbers describing a host, for tests, logs and metrics.
@@ -168,6 +171,10 @@ pub struct HostStats {
     pub max_open: usize,
     pub activations: u64,
     pub evictions: u64,
+    /// Object transactions committed with writes, and the turns' results they released
+    /// (their ratio is how well turns share commits).
+    pub commits: u64,
+    pub committed_results: u64,
     pub pending_alarms: usize,
     /// Group commit (`fsync` durability): replies released, and the syncs that covered them.
     pub group_commit_requests: u64,
@@ -247,6 +254,8 @@ impl Host {
             shutting_down: AtomicBool::new(false),
             activations: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            committed_results: AtomicU64::new(0),
             opts,
         });
         tracing::info!(
@@ -354,6 +363,8 @@ impl Host {
             max_open: i.max_open,
             activations: i.activations.load(Ordering::Relaxed),
             evictions: i.evictions.load(Ordering::Relaxed),
+            commits: i.commits.load(Ordering::Relaxed),
+            committed_results: i.committed_results.load(Ordering::Relaxed),
             pending_alarms: i.alarms.pending(),
         }
     }

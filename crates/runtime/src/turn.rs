@@ -143,6 +143,9 @@ impl Gate {
         let committed = self.commit_transaction().map_err(ObjectError::from);
         self.commits.notify_waiters();
         let held = std::mem::take(&mut *self.held.lock());
+        self.host
+            .committed_results
+            .fetch_add(held.len() as u64, Ordering::Relaxed);
         if !held.is_empty() {
             let failure = committed.as_ref().err().cloned();
             self.release(Box::new(move |gate| {
@@ -172,6 +175,9 @@ impl Gate {
                 alarm_update = Some(at);
             }
             let wrote = s.commit()?;
+            if wrote {
+                self.host.commits.fetch_add(1, Ordering::Relaxed);
+            }
             if wrote && self.sync == SyncMode::Deferred {
                 let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
                 if n.is_multiple_of(CHECKPOINT_EVERY) {

@@ -15,6 +15,7 @@ struct Log {
     alarms: Mutex<Vec<(String, AlarmInfo, i64)>>,
     fail_alarms: Mutex<HashMap<String, u32>>,
     inits: Mutex<u32>,
+    poke: tokio::sync::Notify,
 }
 
 struct Probe {
@@ -52,6 +53,23 @@ impl DurableObject for Probe {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 st.put_json("slow", json!("done"))?;
                 Ok(json!("done"))
+            }
+            // Wakes at every poke and reads (never writes) until the counter reaches `until`.
+            "watch" => {
+                let until = args["until"].as_i64().unwrap_or(0);
+                loop {
+                    let n = st.get_json("n")?.and_then(|v| v.as_i64()).unwrap_or(0);
+                    if n >= until {
+                        return Ok(json!(n));
+                    }
+                    self.log.poke.notified().await;
+                }
+            }
+            "incr_and_poke" => {
+                let n = st.get_json("n")?.and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+                st.put_json("n", json!(n))?;
+                self.log.poke.notify_one();
+                Ok(json!(n))
             }
             // Waits for the shared commit of the turns finished so far, then says whether
             // anything is left uncommitted.
@@ -267,6 +285,44 @@ async fn settled_waits_for_the_shared_commit_of_earlier_turns() {
         host.call("probe", "s", "get", Value::Null).await.unwrap(),
         json!(10)
     );
+}
+
+/// A turn that wakes after every write to look at it, without writing, does not commit at
+/// each of its yields: the writers still share commits.
+#[tokio::test]
+async fn a_turn_that_only_looks_does_not_split_the_shared_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
+    host.call("probe", "w", "get", Value::Null).await.unwrap();
+    let before = host.stats();
+    let watcher = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            host.call("probe", "w", "watch", json!({ "until": 20 }))
+                .await
+        })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.call("probe", "w", "incr_and_poke", Value::Null).await })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(watcher.await.unwrap().unwrap(), json!(20));
+    let after = host.stats();
+    let commits = after.commits - before.commits;
+    assert!(
+        (1..=4).contains(&commits),
+        "20 writes took {commits} commits: the watcher's yields split the batches"
+    );
+    assert_eq!(after.committed_results - before.committed_results, 21);
 }
 
 #[tokio::test]

@@ -63,6 +63,18 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         h.evictions.to_string(),
     );
     line(
+        "dotdo_object_commits_total",
+        "counter",
+        "Object transactions committed with writes.",
+        h.commits.to_string(),
+    );
+    line(
+        "dotdo_object_committed_results_total",
+        "counter",
+        "Turn results released by commits (over commits: turns per shared commit).",
+        h.committed_results.to_string(),
+    );
+    line(
         "dotdo_alarms_pending",
         "gauge",
         "Alarms waiting to fire.",
