@@ -393,21 +393,50 @@ impl Context {
     /// Records an action and returns at once; the pump runs it. If an action with the same
     /// key exists, that one is returned unchanged (flag false).
     pub fn enqueue(&self, action: NewAction) -> Result<(Action, bool), ObjectError> {
+        self.enqueue_with(action, false)
+            .map(|(a, fresh, _)| (a, fresh))
+    }
+
+    /// [`Context::enqueue`], and with `claim` a new action is claimed for an attempt the
+    /// caller makes at once (the third flag says it was).
+    fn enqueue_with(
+        &self,
+        action: NewAction,
+        claim: bool,
+    ) -> Result<(Action, bool, bool), ObjectError> {
         action.retry.check().map_err(ObjectError::bad_request)?;
         if action.key.is_empty() || action.key.len() > 512 {
             return Err(ObjectError::bad_request("an action key is 1 to 512 bytes"));
         }
         let now = self.now();
-        let out = self.with_storage(|s, epoch| {
-            let out =
+        let lease = now + self.lease_ms(self.inner.env.action_timeout);
+        let (action, fresh, claimed) = self.with_storage(|s, epoch| {
+            let (mut a, fresh) =
                 s.internal(|c| store::enqueue_action(c, &action, &new_id("act"), now, epoch))?;
-            if out.1 {
+            if !fresh {
+                return Ok((a, false, false));
+            }
+            if claim {
+                s.internal(|c| store::claim_action(c, &a.id, now, lease, epoch))?;
+                a.status = ActionStatus::Running;
+                a.attempts += 1;
+                // Should this process die during the attempt, the alarm retries it once
+                // the lease is over.
+                Self::wake_at(s, lease)?;
+            } else {
                 Self::wake_at(s, now)?;
             }
-            Ok(out)
+            Ok((a, true, claim))
         })?;
-        self.inner.work.notify_one();
-        Ok(out)
+        if fresh && !claimed {
+            self.inner.work.notify_one();
+        }
+        Ok((action, fresh, claimed))
+    }
+
+    /// How long a claim holds for work of this timeout.
+    fn lease_ms(&self, timeout: Duration) -> i64 {
+        i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4) + LEASE_GRACE_MS
     }
 
     /// `$.do`: runs the action registered as `name` durably and returns its result. It is
@@ -415,6 +444,10 @@ impl Context {
     /// completed, calling again with the key returns the stored result without running it.
     /// Failed attempts are retried per policy, driven by the object's alarm, so they go on
     /// after eviction or a restart even if this caller is gone.
+    ///
+    /// A new action's first attempt starts at once, claimed in the caller's write that
+    /// records it, in a turn of its own as the pump's attempts are: a `$.do` that succeeds
+    /// the first time so takes two commits and no trip through the pump.
     pub async fn do_(
         &self,
         name: &str,
@@ -422,13 +455,15 @@ impl Context {
         opts: DoOptions,
     ) -> Result<Value, ActionError> {
         let key = opts.key.unwrap_or_else(|| derive_key(name, &input));
-        let (action, _) = self.enqueue(NewAction {
+        let new = NewAction {
             key,
             name: name.to_string(),
             kind: kind::FUNCTION.to_string(),
             input,
             retry: opts.retry.unwrap_or_default(),
-        })?;
+        };
+        let registered = self.inner.registry.actions.contains_key(name);
+        let (action, _, claimed) = self.enqueue_with(new, registered)?;
         match action.status {
             ActionStatus::Completed => return Ok(action.result.unwrap_or(Value::Null)),
             ActionStatus::Failed => {
@@ -436,13 +471,38 @@ impl Context {
             }
             _ => {}
         }
+        let id = action.id.clone();
+        if claimed {
+            let kind = action.kind.clone();
+            let result = self.attempt(action).await;
+            if let Ok(value) = &result {
+                // Completed in the attempt's own turn; other callers of the key hear it too.
+                self.finish(&id, Ok(value.clone()));
+                return result;
+            }
+            let now = self.now();
+            let jitter: f64 = rand::random();
+            let outcome = self.with_storage(|s, _| {
+                let outcome = s.internal(|c| record_action(c, &id, &kind, &result, now, jitter))?;
+                if outcome.is_none() {
+                    // The pump takes over from here: retried when the alarm says.
+                    if let Some(at) = s.internal(store::next_due)? {
+                        Self::wake_at(s, at)?;
+                    }
+                }
+                Ok(outcome)
+            })?;
+            if let Some(outcome) = outcome {
+                // Other callers of the same key wait for this attempt too.
+                self.finish(&id, outcome.clone());
+                return outcome;
+            }
+            self.inner.work.notify_one();
+        }
+        // No await between the write above and this: the pump cannot finish the action
+        // before the waiter is in place.
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .waiters
-            .lock()
-            .entry(action.id)
-            .or_default()
-            .push(tx);
+        self.inner.waiters.lock().entry(id).or_default().push(tx);
         rx.await.unwrap_or_else(|_| {
             Err(ActionError::retry(
                 "the object stopped before the action finished",
@@ -1028,9 +1088,7 @@ impl Context {
                 out.push(Work::ObjectBatch(dest, batch));
             }
         }
-        let lease = |timeout: Duration| {
-            now + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 4) + LEASE_GRACE_MS
-        };
+        let lease = |timeout: Duration| now + self.lease_ms(timeout);
         for w in &out {
             match w {
                 Work::Webhook(m) => {
@@ -1333,45 +1391,11 @@ impl Context {
                             store::delivery_failed(c, msg, e, now, jitter)?;
                         }
                     },
-                    Outcome::Action { id, kind, result } => match result {
-                        Ok(value) => {
-                            if kind == kind::WEBHOOK {
-                                store::complete_action(c, id, value, now)?;
-                            }
-                            finished.push((id.clone(), Ok(value.clone())));
+                    Outcome::Action { id, kind, result } => {
+                        if let Some(fin) = record_action(c, id, kind, result, now, jitter)? {
+                            finished.push((id.clone(), fin));
                         }
-                        // Cut short by shutdown: not the action's failure.
-                        Err(e) if e.interrupted => {
-                            store::release_action(c, id, now + INTERRUPTED_RETRY_MS)?;
-                        }
-                        Err(e) => {
-                            let after =
-                                store::action_failed(c, id, &e.message, e.retryable, now, jitter)?;
-                            tracing::debug!(action = %id, error = %e, ?after, "action attempt failed");
-                            match after {
-                                AfterFailure::Dead => {
-                                    tracing::warn!(action = %id, error = %e,
-                                        "action failed for good; moved to the DLQ");
-                                    finished.push((id.clone(), Err(ActionError::fatal(e.message.clone()))));
-                                }
-                                // Already final (another attempt finished it): answer with that.
-                                AfterFailure::Ignored => {
-                                    if let Some(a) = store::action_by_id(c, id)? {
-                                        match a.status {
-                                            ActionStatus::Completed => finished
-                                                .push((id.clone(), Ok(a.result.unwrap_or(Value::Null)))),
-                                            ActionStatus::Failed => finished.push((
-                                                id.clone(),
-                                                Err(ActionError::fatal(a.error.unwrap_or_default())),
-                                            )),
-                                            _ => {}
-                                        }
-                                    }
-                                }
-                                AfterFailure::RetryAt(_) => {}
-                            }
-                        }
-                    },
+                    }
                     Outcome::Run { id, result } => match result {
                         Ok(()) => {}
                         Err(e) if e.interrupted => {
@@ -1412,6 +1436,53 @@ impl Context {
         let waiters = self.inner.waiters.lock().remove(id).unwrap_or_default();
         for w in waiters {
             let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// Records one attempt of an action: completion of a webhook action (a function action
+/// completes in its own turn), a retry, or the end in the DLQ. Returns the action's final
+/// outcome, if it has one now.
+fn record_action(
+    c: &Connection,
+    id: &str,
+    kind: &str,
+    result: &Result<Value, ActionError>,
+    now: i64,
+    jitter: f64,
+) -> rusqlite::Result<Option<Result<Value, ActionError>>> {
+    match result {
+        Ok(value) => {
+            if kind == kind::WEBHOOK {
+                store::complete_action(c, id, value, now)?;
+            }
+            Ok(Some(Ok(value.clone())))
+        }
+        // Cut short by shutdown: not the action's failure.
+        Err(e) if e.interrupted => {
+            store::release_action(c, id, now + INTERRUPTED_RETRY_MS)?;
+            Ok(None)
+        }
+        Err(e) => {
+            let after = store::action_failed(c, id, &e.message, e.retryable, now, jitter)?;
+            tracing::debug!(action = %id, error = %e, ?after, "action attempt failed");
+            match after {
+                AfterFailure::Dead => {
+                    tracing::warn!(action = %id, error = %e, "action failed for good; moved to the DLQ");
+                    Ok(Some(Err(ActionError::fatal(e.message.clone()))))
+                }
+                // Already final (another attempt finished it): answer with that.
+                AfterFailure::Ignored => {
+                    Ok(store::action_by_id(c, id)?.and_then(|a| match a.status {
+                        ActionStatus::Completed => Some(Ok(a.result.unwrap_or(Value::Null))),
+                        ActionStatus::Failed => {
+                            Some(Err(ActionError::fatal(a.error.unwrap_or_default())))
+                        }
+                        _ => None,
+                    }))
+                }
+                AfterFailure::RetryAt(_) => Ok(None),
+            }
         }
     }
 }

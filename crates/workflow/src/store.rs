@@ -156,12 +156,14 @@ type Result<T> = rusqlite::Result<T>;
 
 /// Creates the tables if this object has none yet.
 pub fn ensure_schema(c: &Connection) -> Result<()> {
-    let exists = c
-        // The newest table: objects made by an older version get the tables added since
-        // (every statement of the schema is idempotent).
-        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_do_waits'")?
-        .exists([])?;
-    if !exists {
+    // The newest table: objects made by an older version get the tables added since (every
+    // statement of the schema is idempotent). Every write checks, so the check is a prepared
+    // statement that reads nothing; it fails when the table is missing.
+    let present = c
+        .prepare_cached("SELECT 1 FROM _do_waits LIMIT 0")
+        .and_then(|mut probe| probe.exists([]))
+        .is_ok();
+    if !present {
         c.execute_batch(SCHEMA)?;
     }
     Ok(())

@@ -28,6 +28,8 @@ struct World {
     fail_left: Mutex<HashMap<String, u32>>,
     /// Handler runs: (object, handler, event id).
     handled: Mutex<Vec<(String, String, String)>>,
+    /// Orders whose charge waits here until released.
+    held: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 /// A fake webhook receiver: records calls, fails while told to.
@@ -79,6 +81,10 @@ fn registry(world: Arc<World>) -> Registry {
                 {
                     *left -= 1;
                     return Err(ActionError::retry("card declined, try again"));
+                }
+                let held = world.held.lock().get(&order).cloned();
+                if let Some(release) = held {
+                    release.notified().await;
                 }
                 cx.state()
                     .storage()
@@ -316,6 +322,108 @@ async fn do_runs_once_and_returns_the_stored_result() {
         .await;
     assert_eq!(third, r);
     assert_eq!(fx.runs("charge:o1"), 1);
+}
+
+/// The first attempt of a new action starts in the caller's call, claimed in the write that
+/// records it: two commits (the record and claim, then the attempt's turn), no pump.
+#[tokio::test]
+async fn a_first_attempt_runs_at_once_in_two_commits() {
+    let fx = fixture();
+    fx.call("acme", "get", json!({ "key": "warm" })).await;
+    let before = fx.host.stats();
+    let r = fx
+        .call("acme", "order", json!({ "order": "f1", "amount": 5 }))
+        .await;
+    assert_eq!(r, json!({ "ok": { "charged": 5 } }));
+    let commits = fx.host.stats().commits - before.commits;
+    assert_eq!(commits, 2, "record and claim, then the attempt");
+    let a = fx.action("acme", "charge:f1").await;
+    assert_eq!(
+        (a["status"].as_str(), a["attempts"].as_i64()),
+        (Some("completed"), Some(1))
+    );
+}
+
+/// While a first attempt runs, the action is claimed with a lease and the alarm is due by
+/// the lease's end, so a process that dies mid-attempt leaves work the alarm picks up.
+#[tokio::test]
+async fn a_running_first_attempt_is_covered_by_the_alarm() {
+    let fx = fixture();
+    let release = Arc::new(tokio::sync::Notify::new());
+    fx.world.held.lock().insert("h1".into(), release.clone());
+    let host = fx.host.clone();
+    let caller = tokio::spawn(async move {
+        host.call(
+            "shop",
+            "acme",
+            "order",
+            json!({ "order": "h1", "amount": 3 }),
+        )
+        .await
+        .unwrap()
+    });
+    eventually("the attempt started", || async {
+        fx.runs("charge:h1") == 1
+    })
+    .await;
+    let a = fx.action("acme", "charge:h1").await;
+    assert_eq!(a["status"], "running");
+    let lease_end = a["nextAttemptAt"].as_i64().unwrap();
+    assert!(lease_end > T0, "leased: {a}");
+    let alarm = fx
+        .call("acme", "alarm", Value::Null)
+        .await
+        .as_i64()
+        .unwrap();
+    assert!(
+        alarm <= lease_end,
+        "alarm {alarm} after the lease end {lease_end}"
+    );
+    release.notify_one();
+    assert_eq!(caller.await.unwrap(), json!({ "ok": { "charged": 3 } }));
+    assert_eq!(fx.runs("charge:h1"), 1);
+}
+
+/// What a crash in the middle of a first attempt leaves (the record and claim committed by
+/// an older activation, the alarm at the lease end) is retried when the alarm fires.
+#[tokio::test]
+async fn an_attempt_cut_short_by_a_crash_runs_again_when_its_lease_ends() {
+    let fx = fixture();
+    let lease_end = T0 + 35_000;
+    fx.host
+        .storage("shop", "acme", move |st| {
+            st.internal(|c| {
+                store::ensure_schema(c)?;
+                store::set_epoch(c, 1)?;
+                let new = NewAction {
+                    key: "charge:c1".into(),
+                    name: "charge".into(),
+                    kind: "function".into(),
+                    input: json!({ "order": "c1", "amount": 9 }),
+                    retry: RetryPolicy::default(),
+                };
+                let (a, _) = store::enqueue_action(c, &new, "act_c1", T0, 1)?;
+                store::claim_action(c, &a.id, T0, lease_end, 1)
+            })?;
+            st.set_alarm(lease_end)
+        })
+        .await
+        .unwrap();
+    // The host restarts: the action waits for its lease.
+    assert!(fx.host.evict("shop", "acme").await);
+    fx.clock.set(lease_end - 1_000);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(fx.runs("charge:c1"), 0, "not before the lease ends");
+    fx.clock.set(lease_end);
+    eventually("retried after the lease", || async {
+        fx.action("acme", "charge:c1").await["status"] == "completed"
+    })
+    .await;
+    assert_eq!(fx.runs("charge:c1"), 1);
+    assert_eq!(
+        fx.call("acme", "get", json!({ "key": "charged:c1" })).await,
+        json!(9)
+    );
 }
 
 #[tokio::test]
