@@ -12,6 +12,7 @@ use crate::object::{
 use crate::storage::ObjectStorage;
 use crate::stub::Stub;
 use crate::turn::{Envelope, Gate, Job, Turn};
+use crate::writeback::Writeback;
 use dotdo_storage::{Storage, StorageError, StorageOptions, SyncMode};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -153,6 +154,8 @@ pub(crate) struct HostInner {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) alarms: Arc<Alarms>,
     flusher: Option<Arc<Flusher>>,
+    /// Background WAL writeback (`normal` durability).
+    pub(crate) writeback: Option<Arc<Writeback>>,
     /// Bytes of a new, empty object database (see `Storage::empty_image`).
     empty_image: Arc<Vec<u8>>,
     shutting_down: AtomicBool,
@@ -179,6 +182,8 @@ pub struct HostStats {
     /// Group commit (`fsync` durability): replies released, and the syncs that covered them.
     pub group_commit_requests: u64,
     pub group_commit_syncs: u64,
+    /// Background syncs of WAL files (`normal` durability, see `writeback.rs`).
+    pub wal_writebacks: u64,
 }
 
 /// The default open-object limit: each open WAL database holds three files (db, -wal, -shm);
@@ -223,6 +228,11 @@ impl Host {
         } else {
             None
         };
+        let writeback = if opts.durability == Durability::Normal {
+            Some(Writeback::start().map_err(dir_err)?)
+        } else {
+            None
+        };
         let alarms = Arc::new(Alarms::default());
         for (key, at) in catalog.alarms()? {
             // Alarms of namespaces this host does not serve wait for a host that does.
@@ -251,6 +261,7 @@ impl Host {
             catalog,
             alarms: alarms.clone(),
             flusher,
+            writeback,
             shutting_down: AtomicBool::new(false),
             activations: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
@@ -366,6 +377,7 @@ impl Host {
             commits: i.commits.load(Ordering::Relaxed),
             committed_results: i.committed_results.load(Ordering::Relaxed),
             pending_alarms: i.alarms.pending(),
+            wal_writebacks: i.writeback.as_ref().map_or(0, |w| w.syncs()),
         }
     }
 

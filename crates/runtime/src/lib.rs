@@ -14,6 +14,7 @@ mod object;
 mod storage;
 mod stub;
 mod turn;
+mod writeback;
 
 pub use catalog::CatalogEntry;
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -21,6 +21,7 @@ use crate::flusher::Flusher;
 use crate::host::{HostInner, ObjectKey};
 use crate::object::{DurableObject, ObjectError, ObjectState};
 use crate::storage::ObjectStorage;
+use crate::writeback::WRITEBACK_EVERY;
 use dotdo_storage::{StorageError, SyncMode};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -178,10 +179,15 @@ impl Gate {
             if wrote {
                 self.host.commits.fetch_add(1, Ordering::Relaxed);
             }
-            if wrote && self.sync == SyncMode::Deferred {
+            if wrote {
                 let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
-                if n.is_multiple_of(CHECKPOINT_EVERY) {
+                if self.sync == SyncMode::Deferred && n.is_multiple_of(CHECKPOINT_EVERY) {
                     s.checkpoint(false)?;
+                }
+                if let Some(wb) = &self.host.writeback
+                    && n.is_multiple_of(WRITEBACK_EVERY)
+                {
+                    wb.request(s.wal_file()?);
                 }
             }
             Ok(())

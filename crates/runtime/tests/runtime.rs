@@ -325,6 +325,31 @@ async fn a_turn_that_only_looks_does_not_split_the_shared_commit() {
     assert_eq!(after.committed_results - before.committed_results, 21);
 }
 
+/// In `normal` durability a busy object's WAL is written out in the background every so
+/// many commits, so dirty pages do not pile up until the kernel writes them in one burst.
+#[tokio::test]
+async fn a_busy_wal_is_written_out_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
+    assert_eq!(host.stats().wal_writebacks, 0);
+    // One at a time: each write is a commit of its own.
+    for _ in 0..130 {
+        host.call("probe", "busy", "incr", Value::Null)
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while host.stats().wal_writebacks == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no writeback after 130 commits"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(host.stats().wal_writebacks <= 2, "{:?}", host.stats());
+}
+
 #[tokio::test]
 async fn eviction_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -75,6 +75,12 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         h.committed_results.to_string(),
     );
     line(
+        "dotdo_wal_writebacks_total",
+        "counter",
+        "WAL files written out in the background between checkpoints (normal durability).",
+        h.wal_writebacks.to_string(),
+    );
+    line(
         "dotdo_alarms_pending",
         "gauge",
         "Alarms waiting to fire.",
