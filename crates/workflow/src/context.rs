@@ -414,6 +414,11 @@ impl Context {
             let (mut a, fresh) =
                 s.internal(|c| store::enqueue_action(c, &action, &new_id("act"), now, epoch))?;
             if !fresh {
+                if !matches!(a.status, ActionStatus::Completed | ActionStatus::Failed) {
+                    // A caller waits for it: have the pump look now. (A claim an activation
+                    // lost in a crash is released then, not at its lease's end.)
+                    Self::wake_at(s, now)?;
+                }
                 return Ok((a, false, false));
             }
             if claim {
@@ -428,7 +433,7 @@ impl Context {
             }
             Ok((a, true, claim))
         })?;
-        if fresh && !claimed {
+        if !claimed {
             self.inner.work.notify_one();
         }
         Ok((action, fresh, claimed))

@@ -384,33 +384,39 @@ async fn a_running_first_attempt_is_covered_by_the_alarm() {
     assert_eq!(fx.runs("charge:h1"), 1);
 }
 
-/// What a crash in the middle of a first attempt leaves (the record and claim committed by
-/// an older activation, the alarm at the lease end) is retried when the alarm fires.
-#[tokio::test]
-async fn an_attempt_cut_short_by_a_crash_runs_again_when_its_lease_ends() {
-    let fx = fixture();
-    let lease_end = T0 + 35_000;
+/// Leaves what a crash in the middle of a first attempt of `charge:{order}` leaves: the
+/// record and claim committed by an older activation, the alarm at the lease's end.
+async fn crashed_mid_attempt(fx: &Fixture, order: &str, lease_end: i64) {
+    let order = order.to_string();
     fx.host
         .storage("shop", "acme", move |st| {
             st.internal(|c| {
                 store::ensure_schema(c)?;
                 store::set_epoch(c, 1)?;
                 let new = NewAction {
-                    key: "charge:c1".into(),
+                    key: format!("charge:{order}"),
                     name: "charge".into(),
                     kind: "function".into(),
-                    input: json!({ "order": "c1", "amount": 9 }),
+                    input: json!({ "order": order, "amount": 9 }),
                     retry: RetryPolicy::default(),
                 };
-                let (a, _) = store::enqueue_action(c, &new, "act_c1", T0, 1)?;
+                let (a, _) = store::enqueue_action(c, &new, &format!("act_{order}"), T0, 1)?;
                 store::claim_action(c, &a.id, T0, lease_end, 1)
             })?;
             st.set_alarm(lease_end)
         })
         .await
         .unwrap();
-    // The host restarts: the action waits for its lease.
+    // The process restarts.
     assert!(fx.host.evict("shop", "acme").await);
+}
+
+/// Left alone, such an attempt runs again when the alarm fires at its lease's end.
+#[tokio::test]
+async fn an_attempt_cut_short_by_a_crash_runs_again_when_its_lease_ends() {
+    let fx = fixture();
+    let lease_end = T0 + 35_000;
+    crashed_mid_attempt(&fx, "c1", lease_end).await;
     fx.clock.set(lease_end - 1_000);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(fx.runs("charge:c1"), 0, "not before the lease ends");
@@ -424,6 +430,22 @@ async fn an_attempt_cut_short_by_a_crash_runs_again_when_its_lease_ends() {
         fx.call("acme", "get", json!({ "key": "charged:c1" })).await,
         json!(9)
     );
+}
+
+/// A caller that comes back with the key does not wait for the lease: the new activation
+/// takes the claim over at once.
+#[tokio::test]
+async fn a_caller_retrying_after_a_crash_gets_the_result_at_once() {
+    let fx = fixture();
+    crashed_mid_attempt(&fx, "c2", T0 + 35_000).await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        fx.call("acme", "order", json!({ "order": "c2", "amount": 9 })),
+    )
+    .await
+    .expect("the caller waited for the lease");
+    assert_eq!(r, json!({ "ok": { "charged": 9 } }));
+    assert_eq!(fx.runs("charge:c2"), 1);
 }
 
 #[tokio::test]
