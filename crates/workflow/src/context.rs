@@ -96,6 +96,16 @@ pub struct DoOptions {
 }
 
 type Waiter = oneshot::Sender<Result<Value, ActionError>>;
+
+/// What recording an action found or did.
+enum Recorded {
+    /// An action with the key was there already; nothing changed.
+    Existing(Action),
+    /// Recorded for the pump to run.
+    Queued(Action),
+    /// Recorded and claimed for an attempt by the caller.
+    Claimed(Action),
+}
 /// Final outcomes of actions, by id.
 type Finished = Vec<(String, Result<Value, ActionError>)>;
 
@@ -393,50 +403,53 @@ impl Context {
     /// Records an action and returns at once; the pump runs it. If an action with the same
     /// key exists, that one is returned unchanged (flag false).
     pub fn enqueue(&self, action: NewAction) -> Result<(Action, bool), ObjectError> {
-        self.enqueue_with(action, false)
-            .map(|(a, fresh, _)| (a, fresh))
+        Ok(match self.record_new(action, false)? {
+            Recorded::Existing(a) => (a, false),
+            Recorded::Queued(a) | Recorded::Claimed(a) => (a, true),
+        })
     }
 
-    /// [`Context::enqueue`], and with `claim` a new action is claimed for an attempt the
-    /// caller makes at once (the third flag says it was).
-    fn enqueue_with(
-        &self,
-        action: NewAction,
-        claim: bool,
-    ) -> Result<(Action, bool, bool), ObjectError> {
+    /// Records an action for [`Context::enqueue`] or [`Context::do_`]; with `claim`, a new
+    /// one is claimed for an attempt its caller starts at once.
+    fn record_new(&self, action: NewAction, claim: bool) -> Result<Recorded, ObjectError> {
         action.retry.check().map_err(ObjectError::bad_request)?;
         if action.key.is_empty() || action.key.len() > 512 {
             return Err(ObjectError::bad_request("an action key is 1 to 512 bytes"));
         }
         let now = self.now();
         let lease = now + self.lease_ms(self.inner.env.action_timeout);
-        let (action, fresh, claimed) = self.with_storage(|s, epoch| {
+        let recorded = self.with_storage(|s, epoch| {
             let (mut a, fresh) =
                 s.internal(|c| store::enqueue_action(c, &action, &new_id("act"), now, epoch))?;
             if !fresh {
-                if !matches!(a.status, ActionStatus::Completed | ActionStatus::Failed) {
+                if !a.status.is_final() {
                     // A caller waits for it: have the pump look now. (A claim an activation
                     // lost in a crash is released then, not at its lease's end.)
                     Self::wake_at(s, now)?;
                 }
-                return Ok((a, false, false));
+                return Ok(Recorded::Existing(a));
             }
-            if claim {
-                s.internal(|c| store::claim_action(c, &a.id, now, lease, epoch))?;
-                a.status = ActionStatus::Running;
-                a.attempts += 1;
-                // Should this process die during the attempt, the alarm retries it once
-                // the lease is over.
-                Self::wake_at(s, lease)?;
-            } else {
+            if !claim {
                 Self::wake_at(s, now)?;
+                return Ok(Recorded::Queued(a));
             }
-            Ok((a, true, claim))
+            s.internal(|c| store::claim_action(c, &a.id, now, lease, epoch))?;
+            a.status = ActionStatus::Running;
+            a.attempts += 1;
+            // Should this process die during the attempt, the alarm retries it once the
+            // lease is over.
+            Self::wake_at(s, lease)?;
+            Ok(Recorded::Claimed(a))
         })?;
-        if !claimed {
+        let for_the_pump = match &recorded {
+            Recorded::Queued(_) => true,
+            Recorded::Existing(a) => !a.status.is_final(),
+            Recorded::Claimed(_) => false,
+        };
+        if for_the_pump {
             self.inner.work.notify_one();
         }
-        Ok((action, fresh, claimed))
+        Ok(recorded)
     }
 
     /// How long a claim holds for work of this timeout.
@@ -468,7 +481,10 @@ impl Context {
             retry: opts.retry.unwrap_or_default(),
         };
         let registered = self.inner.registry.actions.contains_key(name);
-        let (action, _, claimed) = self.enqueue_with(new, registered)?;
+        let (action, claimed) = match self.record_new(new, registered)? {
+            Recorded::Claimed(a) => (a, true),
+            Recorded::Existing(a) | Recorded::Queued(a) => (a, false),
+        };
         match action.status {
             ActionStatus::Completed => return Ok(action.result.unwrap_or(Value::Null)),
             ActionStatus::Failed => {
