@@ -545,3 +545,91 @@ async fn crash_loop_keeps_events_and_actions_exactly_once() {
     }
     server.lock().unwrap().stop();
 }
+
+/// `$.do` under `kill -9` (the benchmark class's `tally`, whose effect is a counter in the
+/// object's SQLite that commits with the action's completion). Clients repeat each call they
+/// did not see answered with the same key, as the key is there for. In the end every key is
+/// completed and took effect exactly once: a first attempt cut off by a crash is taken over
+/// when its caller comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn do_takes_effect_once_per_key_across_kill_9() {
+    const OBJECTS: usize = 4;
+    const MIN_KEYS: usize = 100;
+    const KILLS: usize = 6;
+    let seed: u64 = std::env::var("DOTDO_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("kill seed: {seed} (replay with DOTDO_TEST_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let (_dir, state) = state_dir();
+    let server = Arc::new(Mutex::new(Server::start(&state, &["--bench-class"])));
+    let base = Arc::new(Mutex::new(server.lock().unwrap().url("")));
+    let killed = Arc::new(AtomicBool::new(false));
+    let c = client();
+
+    let drivers: Vec<_> = (0..OBJECTS)
+        .map(|o| {
+            let (c, base, killed) = (c.clone(), base.clone(), killed.clone());
+            tokio::spawn(async move {
+                let mut acked = 0;
+                // Keys go on until the killer is done, so kills land in the middle of work.
+                while acked < MIN_KEYS || !killed.load(Ordering::SeqCst) {
+                    let key = format!("k{acked}");
+                    loop {
+                        let url =
+                            format!("{}/counter/crash-{o}/tally?key={key}", base.lock().unwrap());
+                        match c.post(url).timeout(Duration::from_secs(5)).send().await {
+                            Ok(r) if r.status() == 200 => break,
+                            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                    acked += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    let killer = {
+        let (server, base, state, killed) =
+            (server.clone(), base.clone(), state.clone(), killed.clone());
+        let delays: Vec<u64> = (0..KILLS).map(|_| rng.random_range(100..500)).collect();
+        tokio::task::spawn_blocking(move || {
+            for delay in delays {
+                std::thread::sleep(Duration::from_millis(delay));
+                let mut s = server.lock().unwrap();
+                s.kill9();
+                *s = Server::start(&state, &["--bench-class"]);
+                *base.lock().unwrap() = s.url("");
+            }
+            killed.store(true, Ordering::SeqCst);
+        })
+    };
+    killer.await.unwrap();
+    let mut acked = Vec::new();
+    for d in drivers {
+        acked.push(d.await.unwrap());
+    }
+    println!("{KILLS} kill -9s; keys acknowledged per object: {acked:?}");
+
+    for (o, keys) in acked.iter().enumerate() {
+        let url = format!("{}/counter/crash-{o}/actions", base.lock().unwrap());
+        let (st, mut counts) = send(c.get(url)).await;
+        assert_eq!(st, 200, "{counts}");
+        // Attempts a crash cut short and the next activation ran again.
+        let retried = counts["retried"].take();
+        println!("crash-{o}: {retried} keys took a second attempt");
+        assert_eq!(
+            counts,
+            json!({ "completed": keys, "failed": 0, "pending": 0, "running": 0, "retried": null,
+                    "tally": keys }),
+            "object crash-{o} (seed {seed})"
+        );
+    }
+}

@@ -8,7 +8,13 @@
 //! PUT  /counter/{name}/kv/{key}     → 204              the body stored under `key`
 //! POST /counter/{name}/call/{peer}  → { "n": … }       `incr` on another object, through a stub
 //! POST /counter/{name}/do           → { "ok": true }   one durable no-op step (`$.do`)
+//! POST /counter/{name}/tally        → { "n": … }       a `$.do` that waits 2 ms and adds one to a table
+//! GET  /counter/{name}/actions      → { "pending": …, "running": …, "completed": …, "failed": …,
+//!                                       "retried": …, "tally": … }  the object's actions
 //! ```
+//!
+//! `do` and `tally` take `?key=` as the action's idempotency key (a fresh one otherwise), so a
+//! client can repeat a call it did not see answered; the crash tests count on it.
 
 use bytes::Bytes;
 use dotdo_runtime::storage_api::{KvValue, SqlValue};
@@ -16,7 +22,7 @@ use dotdo_runtime::{
     AlarmInfo, DurableObject, FnClass, ObjectClass, ObjectError, ObjectState, Request, Response,
     async_trait,
 };
-use dotdo_workflow::{Context, DoOptions, Registry, WorkflowEnv};
+use dotdo_workflow::{ActionStatus, Context, DoOptions, Registry, WorkflowEnv};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +32,26 @@ pub const SEGMENT: &str = "counter";
 pub const NAMESPACE: &str = "bench";
 
 pub fn class(env: Arc<WorkflowEnv>) -> Arc<dyn ObjectClass> {
-    let registry = Arc::new(Registry::new().action("noop", |_, _| async { Ok(Value::Null) }));
+    let registry = Arc::new(
+        Registry::new()
+            .action("noop", |_, _| async { Ok(Value::Null) })
+            .action("tally", |cx: Context, _| async move {
+                // A step that takes a moment, so that a crash test's kills land in the middle
+                // of attempts.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                // Commits with the action's completion: its count is how often it took effect.
+                let out = cx.state().storage().exec(
+                    "CREATE TABLE IF NOT EXISTS tally(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+                     INSERT INTO tally VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1;
+                     SELECT n FROM tally WHERE id = 1",
+                    &[],
+                )?;
+                Ok(match out.rows.first().and_then(|r| r.first()) {
+                    Some(SqlValue::Integer(n)) => json!(n),
+                    _ => Value::Null,
+                })
+            }),
+    );
     FnClass::new("BenchCounter", move |state: ObjectState| BenchCounter {
         cx: Context::new(state.clone(), registry.clone(), env.clone()),
         state,
@@ -46,7 +71,8 @@ impl BenchCounter {
         if !self.table_ready.load(Ordering::Relaxed) {
             self.state.storage().exec(
                 "CREATE TABLE IF NOT EXISTS counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-                 INSERT OR IGNORE INTO counter VALUES (1, 0)",
+                 INSERT OR IGNORE INTO counter VALUES (1, 0);
+                 CREATE TABLE IF NOT EXISTS tally(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
                 &[],
             )?;
             self.table_ready.store(true, Ordering::Relaxed);
@@ -66,6 +92,14 @@ impl BenchCounter {
     fn incr(&self) -> Result<i64, ObjectError> {
         self.count("UPDATE counter SET n = n + 1 WHERE id = 1 RETURNING n")
     }
+}
+
+/// The `key` query parameter, if any.
+fn query_key(req: &Request) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        // Taken as it is, undecoded: the tests use plain letters, digits and `-`.
+        pair.strip_prefix("key=").map(str::to_string)
+    })
 }
 
 fn reply(status: u16, body: Option<Value>) -> Result<Response, ObjectError> {
@@ -105,16 +139,55 @@ impl DurableObject for BenchCounter {
                     .await?;
                 reply(200, Some(json!({ "n": n })))
             }
-            ("POST", ["do"]) => {
+            ("POST", [action @ ("do" | "tally")]) => {
+                let key = match query_key(&req) {
+                    Some(k) if k.is_empty() || k.len() > 512 => {
+                        return Err(ObjectError::bad_request("a key is 1 to 512 bytes"));
+                    }
+                    Some(k) => k,
+                    None => dotdo_workflow::new_id("bench"),
+                };
+                let name = if *action == "do" { "noop" } else { "tally" };
                 let options = DoOptions {
-                    key: Some(dotdo_workflow::new_id("bench")),
+                    key: Some(key),
                     retry: None,
                 };
-                self.cx
-                    .do_("noop", Value::Null, options)
+                let out = self
+                    .cx
+                    .do_(name, Value::Null, options)
                     .await
                     .map_err(|e| ObjectError::internal(e.message))?;
-                reply(200, Some(json!({ "ok": true })))
+                if name == "noop" {
+                    reply(200, Some(json!({ "ok": true })))
+                } else {
+                    reply(200, Some(json!({ "n": out })))
+                }
+            }
+            ("GET", ["actions"]) => {
+                let mut counts = serde_json::Map::new();
+                let actions = self.cx.actions(None, 0, usize::MAX)?;
+                for status in [
+                    ActionStatus::Pending,
+                    ActionStatus::Running,
+                    ActionStatus::Completed,
+                    ActionStatus::Failed,
+                ] {
+                    let n = actions.iter().filter(|a| a.status == status).count();
+                    counts.insert(status.as_str().into(), json!(n));
+                }
+                let retried = actions.iter().filter(|a| a.attempts > 1).count();
+                counts.insert("retried".into(), json!(retried));
+                self.table()?;
+                let tally = self
+                    .state
+                    .storage()
+                    .exec("SELECT coalesce(max(n), 0) FROM tally", &[])?;
+                let tally = match tally.rows.first().and_then(|r| r.first()) {
+                    Some(SqlValue::Integer(n)) => *n,
+                    _ => 0,
+                };
+                counts.insert("tally".into(), json!(tally));
+                reply(200, Some(Value::Object(counts)))
             }
             (method, _) => Err(ObjectError::not_found(format!("{method} {path}"))),
         }
