@@ -287,12 +287,9 @@ struct Acked {
     actions: Mutex<Vec<String>>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn crash_loop_keeps_events_and_actions_exactly_once() {
-    const EVENTS: usize = 1000;
-    const ACTIONS: usize = 500;
-    const KILLS: usize = 10;
-    let seed: u64 = std::env::var("DOTDO_TEST_SEED")
+/// The seed of a randomized test: `DOTDO_TEST_SEED` to replay one, else the clock.
+fn test_seed() -> u64 {
+    std::env::var("DOTDO_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -300,7 +297,15 @@ async fn crash_loop_keeps_events_and_actions_exactly_once() {
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
-        });
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_loop_keeps_events_and_actions_exactly_once() {
+    const EVENTS: usize = 1000;
+    const ACTIONS: usize = 500;
+    const KILLS: usize = 10;
+    let seed = test_seed();
     println!("crash loop seed: {seed} (replay with DOTDO_TEST_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
@@ -556,15 +561,7 @@ async fn do_takes_effect_once_per_key_across_kill_9() {
     const OBJECTS: usize = 4;
     const MIN_KEYS: usize = 100;
     const KILLS: usize = 6;
-    let seed: u64 = std::env::var("DOTDO_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = test_seed();
     println!("kill seed: {seed} (replay with DOTDO_TEST_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 

@@ -291,6 +291,12 @@ impl Fixture {
         }
         panic!("{key} never reached {attempts} failed attempts");
     }
+    /// Calls `order` on `acme` in a task of its own; the handle gives its answer.
+    fn order_in_background(&self, order: &str, amount: i64) -> tokio::task::JoinHandle<Value> {
+        let host = self.host.clone();
+        let args = json!({ "order": order, "amount": amount });
+        tokio::spawn(async move { host.call("shop", "acme", "order", args).await.unwrap() })
+    }
     fn runs(&self, key: &str) -> u32 {
         self.world.runs.lock().get(key).copied().unwrap_or(0)
     }
@@ -351,17 +357,7 @@ async fn a_running_first_attempt_is_covered_by_the_alarm() {
     let fx = fixture();
     let release = Arc::new(tokio::sync::Notify::new());
     fx.world.held.lock().insert("h1".into(), release.clone());
-    let host = fx.host.clone();
-    let caller = tokio::spawn(async move {
-        host.call(
-            "shop",
-            "acme",
-            "order",
-            json!({ "order": "h1", "amount": 3 }),
-        )
-        .await
-        .unwrap()
-    });
+    let caller = fx.order_in_background("h1", 3);
     eventually("the attempt started", || async {
         fx.runs("charge:h1") == 1
     })
@@ -452,17 +448,7 @@ async fn a_caller_retrying_after_a_crash_gets_the_result_at_once() {
 async fn retries_follow_the_policy_on_the_alarm() {
     let fx = fixture();
     fx.world.fail_left.lock().insert("o2".into(), 2);
-    let host = fx.host.clone();
-    let caller = tokio::spawn(async move {
-        host.call(
-            "shop",
-            "acme",
-            "order",
-            json!({ "order": "o2", "amount": 7 }),
-        )
-        .await
-        .unwrap()
-    });
+    let caller = fx.order_in_background("o2", 7);
     // First attempt fails at once: the retry is due 100–125 ms later.
     let next = fx.wait_pending("acme", "charge:o2", 1).await;
     assert!(
@@ -502,17 +488,7 @@ impl NowForTest for ManualClock {
 async fn exhausted_actions_land_in_the_dlq_and_replay() {
     let fx = fixture();
     fx.world.fail_left.lock().insert("o3".into(), 100);
-    let host = fx.host.clone();
-    let caller = tokio::spawn(async move {
-        host.call(
-            "shop",
-            "acme",
-            "order",
-            json!({ "order": "o3", "amount": 1 }),
-        )
-        .await
-        .unwrap()
-    });
+    let caller = fx.order_in_background("o3", 1);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         fx.clock.advance(1_000);
