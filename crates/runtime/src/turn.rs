@@ -184,10 +184,12 @@ impl Gate {
                 if self.sync == SyncMode::Deferred && n.is_multiple_of(CHECKPOINT_EVERY) {
                     s.checkpoint(false)?;
                 }
+                // The commit stands whatever happens here: the writeback is only a help.
                 if let Some(wb) = &self.host.writeback
                     && n.is_multiple_of(WRITEBACK_EVERY)
+                    && let Ok(wal) = s.wal_file()
                 {
-                    wb.request(s.wal_file()?);
+                    wb.request(wal);
                 }
             }
             Ok(())

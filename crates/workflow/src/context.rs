@@ -106,6 +106,7 @@ enum Recorded {
     /// Recorded and claimed for an attempt by the caller.
     Claimed(Action),
 }
+
 /// Final outcomes of actions, by id.
 type Finished = Vec<(String, Result<Value, ActionError>)>;
 
