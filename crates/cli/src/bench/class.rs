@@ -17,7 +17,7 @@
 //! client can repeat a call it did not see answered; the crash tests count on it.
 
 use bytes::Bytes;
-use dotdo_runtime::storage_api::{KvValue, SqlValue};
+use dotdo_runtime::storage_api::{KvValue, SqlResult, SqlValue};
 use dotdo_runtime::{
     AlarmInfo, DurableObject, FnClass, ObjectClass, ObjectError, ObjectState, Request, Response,
     async_trait,
@@ -46,10 +46,7 @@ pub fn class(env: Arc<WorkflowEnv>) -> Arc<dyn ObjectClass> {
                      SELECT n FROM tally WHERE id = 1",
                     &[],
                 )?;
-                Ok(match out.rows.first().and_then(|r| r.first()) {
-                    Some(SqlValue::Integer(n)) => json!(n),
-                    _ => Value::Null,
-                })
+                Ok(json!(first_integer(&out)))
             }),
     );
     FnClass::new("BenchCounter", move |state: ObjectState| BenchCounter {
@@ -83,14 +80,19 @@ impl BenchCounter {
     fn count(&self, sql: &str) -> Result<i64, ObjectError> {
         self.table()?;
         let out = self.state.storage().exec(sql, &[])?;
-        match out.rows.first().and_then(|r| r.first()) {
-            Some(SqlValue::Integer(n)) => Ok(*n),
-            _ => Err(ObjectError::internal("the counter row is missing")),
-        }
+        first_integer(&out).ok_or_else(|| ObjectError::internal("the counter row is missing"))
     }
 
     fn incr(&self) -> Result<i64, ObjectError> {
         self.count("UPDATE counter SET n = n + 1 WHERE id = 1 RETURNING n")
+    }
+}
+
+/// The first column of the first row, if it is an integer.
+fn first_integer(out: &SqlResult) -> Option<i64> {
+    match out.rows.first().and_then(|r| r.first()) {
+        Some(SqlValue::Integer(n)) => Some(*n),
+        _ => None,
     }
 }
 
@@ -177,16 +179,10 @@ impl DurableObject for BenchCounter {
                 }
                 let retried = actions.iter().filter(|a| a.attempts > 1).count();
                 counts.insert("retried".into(), json!(retried));
-                self.table()?;
-                let tally = self
-                    .state
-                    .storage()
-                    .exec("SELECT coalesce(max(n), 0) FROM tally", &[])?;
-                let tally = match tally.rows.first().and_then(|r| r.first()) {
-                    Some(SqlValue::Integer(n)) => *n,
-                    _ => 0,
-                };
-                counts.insert("tally".into(), json!(tally));
+                counts.insert(
+                    "tally".into(),
+                    json!(self.count("SELECT coalesce(max(n), 0) FROM tally")?),
+                );
                 reply(200, Some(Value::Object(counts)))
             }
             (method, _) => Err(ObjectError::not_found(format!("{method} {path}"))),
