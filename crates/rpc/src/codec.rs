@@ -10,7 +10,9 @@ use crate::stub::Stub;
 use crate::value::{RpcError, RpcValue};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
 
 /// Longest bigint, in digits (the reference implementation's limit).
 pub const MAX_BIGINT_DIGITS: usize = 16_384;
@@ -421,6 +423,60 @@ pub(crate) fn encode(v: &RpcValue, x: &mut dyn Exporter) -> Value {
     }
 }
 
+/// `[tag, id, value]` (a `resolve`) as text, written straight from the value: no JSON tree
+/// in between, which is most of the cost of a large answer.
+pub(crate) fn settlement_text(tag: &str, id: i64, v: &RpcValue, x: &mut dyn Exporter) -> String {
+    let x = RefCell::new(x);
+    serde_json::to_string(&(tag, id, Wire { v, x: &x })).unwrap_or_else(|e| {
+        json!(["reject", id, encode_error(&RpcError::error(e.to_string()))]).to_string()
+    })
+}
+
+/// A value in its wire form, for serde: the same output as [`encode`].
+struct Wire<'a, 'x> {
+    v: &'a RpcValue,
+    x: &'a RefCell<&'x mut dyn Exporter>,
+}
+
+impl Serialize for Wire<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let wire = |v| Wire { v, x: self.x };
+        match self.v {
+            RpcValue::Null => s.serialize_unit(),
+            RpcValue::Bool(b) => s.serialize_bool(*b),
+            RpcValue::Number(n) => n.serialize(s),
+            RpcValue::String(t) => s.serialize_str(t),
+            // An array is escaped by wrapping it in another.
+            RpcValue::Array(items) => {
+                let mut outer = s.serialize_seq(Some(1))?;
+                outer.serialize_element(&Items(items, self.x))?;
+                outer.end()
+            }
+            RpcValue::Object(fields) => {
+                let mut m = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    m.serialize_entry(k, &wire(v))?;
+                }
+                m.end()
+            }
+            RpcValue::Stub(stub) => self.x.borrow_mut().export_stub(stub).serialize(s),
+            other => encode(other, *self.x.borrow_mut()).serialize(s),
+        }
+    }
+}
+
+struct Items<'a, 'x>(&'a [RpcValue], &'a RefCell<&'x mut dyn Exporter>);
+
+impl Serialize for Items<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for v in self.0 {
+            seq.serialize_element(&Wire { v, x: self.1 })?;
+        }
+        seq.end()
+    }
+}
+
 /// An error's wire form; errors never carry stubs.
 pub(crate) fn encode_error(e: &RpcError) -> Value {
     match &e.props {
@@ -459,4 +515,56 @@ pub(crate) fn decode_error(v: &Value) -> RpcError {
         };
     }
     RpcError::error(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Numbers stubs as `["export", -k]`, like a session.
+    struct Counting(i64);
+
+    impl Exporter for Counting {
+        fn export_stub(&mut self, _: &Stub) -> Value {
+            self.0 -= 1;
+            json!(["export", self.0])
+        }
+    }
+
+    struct Nothing;
+
+    #[crate::async_trait]
+    impl crate::RpcTarget for Nothing {
+        async fn call(&self, method: &str, _: Vec<RpcValue>) -> crate::RpcResult {
+            Err(RpcError::not_a_function(method))
+        }
+    }
+
+    #[test]
+    fn settlement_text_is_the_encoded_value() {
+        let v = RpcValue::Object(vec![
+            (
+                "a".into(),
+                RpcValue::Array(vec![RpcValue::from(json!(1)), RpcValue::NaN]),
+            ),
+            ("quote\"d".into(), RpcValue::str("line\nbreak")),
+            (
+                "nested".into(),
+                RpcValue::Array(vec![RpcValue::Array(vec![])]),
+            ),
+            ("undefined".into(), RpcValue::Undefined),
+            (
+                "big".into(),
+                RpcValue::BigInt("-12345678901234567890".into()),
+            ),
+            ("bytes".into(), RpcValue::Bytes(vec![1, 2, 3], None)),
+            ("date".into(), RpcValue::Date(Some(1.5))),
+            ("stub".into(), RpcValue::Stub(Stub::new(Nothing))),
+            ("other".into(), RpcValue::Stub(Stub::new(Nothing))),
+            ("err".into(), RpcValue::Error(RpcError::type_error("no"))),
+        ]);
+        let text = settlement_text("resolve", 7, &v, &mut Counting(0));
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, json!(["resolve", 7, encode(&v, &mut Counting(0))]));
+    }
 }

@@ -102,6 +102,9 @@ struct State {
     next_import: i64,
     /// Per export, the delivery signal of the last call made on it (calls start in order).
     delivered: HashMap<i64, oneshot::Receiver<()>>,
+    /// Pulls of pushes still running, answered by the task that runs the push; the flag is
+    /// whether to release the export then (a `stream`).
+    pulls: HashMap<i64, bool>,
     closed: Option<RpcError>,
 }
 
@@ -130,6 +133,7 @@ impl Session {
             imports: HashMap::new(),
             next_import: 1,
             delivered: HashMap::new(),
+            pulls: HashMap::new(),
             closed: None,
         };
         LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
@@ -173,21 +177,23 @@ impl Session {
         }
         match msg {
             Message::Push(v) => {
-                let (_, run) = inner.push(&mut st, v)?;
+                let (id, run) = inner.push(&mut st, v)?;
                 drop(st);
-                inner.start(run);
+                inner.start(id, run);
             }
             Message::Stream(v) => {
                 let (id, run) = inner.push(&mut st, v)?;
-                let base = inner.pulled(&mut st, id)?;
                 drop(st);
-                inner.start(run);
-                inner.settle_pull(id, base, true);
+                inner.start(id, run);
+                let mut st = inner.state.lock();
+                let leftover = inner.pull(&mut st, id, true)?;
+                drop(st);
+                drop(leftover);
             }
             Message::Pull(id) => {
-                let base = inner.pulled(&mut st, id)?;
+                let leftover = inner.pull(&mut st, id, false)?;
                 drop(st);
-                inner.settle_pull(id, base, false);
+                drop(leftover);
             }
             Message::Resolve(id, v) => inner.settle(&mut st, id, Ok(v))?,
             Message::Reject(id, v) => inner.settle(&mut st, id, Err(v))?,
@@ -326,72 +332,82 @@ impl Inner {
         Ok((id, shared))
     }
 
-    /// Starts a push: it runs at once as far as it can (a call on a settled target, like most,
-    /// finishes here), and a task drives the rest. Every push runs, pulled or not.
-    fn start(self: &Arc<Self>, run: SharedResult) {
+    /// Starts push `id`: it runs at once as far as it can (a call on a settled target, like
+    /// most, finishes here), and a task drives the rest and answers its pull. Every push runs,
+    /// pulled or not.
+    fn start(self: &Arc<Self>, id: i64, run: SharedResult) {
         if run.clone().now_or_never().is_some() {
             return;
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = run.await;
+            let result = run.await;
+            me.ran(id, result);
             me.flush_releases();
         });
     }
 
-    /// What a pull of export `id` waits for.
-    fn pulled(&self, st: &mut State, id: i64) -> Result<Base, ProtocolError> {
-        st.exports
-            .get(&id)
-            .map(|e| e.base.clone())
-            .ok_or_else(|| bad(format!("pull of unknown export {id}")))
-    }
-
-    /// Answers a pull now if its result is settled, else once it is.
-    fn settle_pull(self: &Arc<Self>, id: i64, base: Base, release: bool) {
+    /// A pull of export `id`: answered now if its result is settled, else by the task
+    /// running its push, once it is. Returns what to drop once the state is unlocked.
+    fn pull(
+        &self,
+        st: &mut State,
+        id: i64,
+        release: bool,
+    ) -> Result<(Base, Option<Export>), ProtocolError> {
+        let base = match st.exports.get(&id) {
+            Some(e) => e.base.clone(),
+            None => return Err(bad(format!("pull of unknown export {id}"))),
+        };
         let settled = match &base {
-            Base::Promise(p) => p.peek().cloned(),
-            Base::Value(v) => Some(Ok(v.clone())),
-            Base::Slot(_) => Some(Err(RpcError::error("a slot outside a map"))),
-        };
-        if let Some(result) = settled {
-            drop(base);
-            self.answer(id, result, release);
-            return;
-        }
-        self.open_pulls.fetch_add(1, Ordering::AcqRel);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let result = resolve_base(&base, None).await;
-            drop(base);
-            me.answer(id, result, release);
-            me.flush_releases();
-            if me.open_pulls.fetch_sub(1, Ordering::AcqRel) == 1 {
-                me.pulls_done.notify_waiters();
+            Base::Promise(p) => match p.peek() {
+                Some(result) => self.answer(st, id, result, release),
+                None => {
+                    st.pulls.insert(id, release);
+                    self.open_pulls.fetch_add(1, Ordering::AcqRel);
+                    None
+                }
+            },
+            Base::Value(v) => self.answer(st, id, &Ok(v.clone()), release),
+            Base::Slot(_) => {
+                let e = Err(RpcError::error("a slot outside a map"));
+                self.answer(st, id, &e, release)
             }
-        });
+        };
+        Ok((base, settled))
     }
 
-    /// Sends the settlement of export `id`.
-    fn answer(&self, id: i64, result: RpcResult, release: bool) {
+    /// Push `id` finished in its task: answers its pull, if one is waiting.
+    fn ran(&self, id: i64, result: RpcResult) {
         let mut st = self.state.lock();
-        if st.closed.is_some() {
+        let Some(release) = st.pulls.remove(&id) else {
             return;
-        }
-        let msg = match &result {
-            Ok(v) => json!(["resolve", id, codec::encode(v, &mut *st)]),
-            Err(e) => json!(["reject", id, codec::encode_error(e)]),
         };
-        let gone = if release {
-            st.delivered.remove(&id);
-            st.exports.remove(&id)
-        } else {
-            None
-        };
-        self.send(msg);
+        let gone = self.answer(&mut st, id, &result, release);
         drop(st);
         drop(gone);
         drop(result);
+        if self.open_pulls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.pulls_done.notify_waiters();
+        }
+    }
+
+    /// Sends the settlement of export `id`. Returns the export when `release` removed it,
+    /// for the caller to drop once the state is unlocked.
+    fn answer(&self, st: &mut State, id: i64, result: &RpcResult, release: bool) -> Option<Export> {
+        if st.closed.is_some() {
+            return None;
+        }
+        let msg = match result {
+            Ok(v) => codec::settlement_text("resolve", id, v, st),
+            Err(e) => json!(["reject", id, codec::encode_error(e)]).to_string(),
+        };
+        let _ = self.out.send(msg);
+        if !release {
+            return None;
+        }
+        st.delivered.remove(&id);
+        st.exports.remove(&id)
     }
 
     /// The peer settles one of our imports (a call we made, or a promise it sent).
