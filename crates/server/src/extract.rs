@@ -49,16 +49,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Target {
 /// failure a 400.
 pub async fn body_bytes(req: Request) -> Result<(Parts, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
-    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), &())
-        .await
-        .map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large("the request body is larger than the server's limit")
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
-            }
-        })?;
+    let bytes = body_only(Request::from_parts(parts.clone(), body)).await?;
     Ok((parts, bytes))
+}
+
+/// The whole body, within the server's limit, when the rest of the request is not needed.
+pub async fn body_only(req: Request) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large("the request body is larger than the server's limit")
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {e}"))
+        }
+    })
 }
 
 /// A JSON body; malformed JSON or the wrong shape is a 400 naming the problem.

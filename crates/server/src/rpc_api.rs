@@ -7,7 +7,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Target, body_bytes};
+use crate::extract::{Target, body_only};
 use crate::metrics::LiveTarget;
 use crate::values::{json_to_sql, sql_result_json};
 use crate::workflow_api::call;
@@ -34,14 +34,10 @@ pub(crate) const WS_READ_BUFFER: usize = 4 * 1024;
 const CLOSE_ABORT: u16 = 3000;
 
 /// `/rpc`: the root API.
-pub(crate) async fn root_rpc(
-    State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
-    req: Request,
-) -> Response {
+pub(crate) async fn root_rpc(State(app): State<AppState>, req: Request) -> Response {
     let root = Stub::new(RootApi {
         app: app.clone(),
-        origin: crate::origin(&headers),
+        origin: crate::origin(req.headers()),
     });
     serve(app, root, req).await
 }
@@ -49,14 +45,13 @@ pub(crate) async fn root_rpc(
 /// `/{object}/rpc` on the built-in class.
 pub(crate) async fn object_rpc(
     State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
     target: Target,
     req: Request,
 ) -> Response {
     let main = Stub::new(ObjectApi::new(
         app.clone(),
         target,
-        &crate::origin(&headers),
+        &crate::origin(req.headers()),
     ));
     serve(app, main, req).await
 }
@@ -131,8 +126,8 @@ async fn serve(app: AppState, main: Stub, req: Request) -> Response {
         )
         .into_response();
     }
-    let body = match body_bytes(req).await {
-        Ok((_, b)) => b,
+    let body = match body_only(req).await {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let Ok(text) = std::str::from_utf8(&body) else {
