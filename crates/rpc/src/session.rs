@@ -6,7 +6,7 @@
 //! export lives until the peer releases every reference it was sent.
 
 use crate::codec::{self, Exporter, Message, ProtocolError, Resolver, bad};
-use crate::eval::{Base, Expr, SharedResult, apply, eval, eval_all, poll_once, resolve_base};
+use crate::eval::{Base, Expr, apply, eval, eval_all, poll_once, resolve_base};
 use crate::stub::{RpcResult, Stub, StubHook};
 use crate::value::{RpcError, RpcValue};
 use futures::FutureExt;
@@ -298,13 +298,13 @@ impl Inner {
         let _ = self.out.send(msg.to_string());
     }
 
-    /// Records a push; the returned future is its run, started by [`Inner::start`] once
-    /// the state is unlocked.
+    /// Numbers and decodes a push; the returned future is its run, started by
+    /// [`Inner::start`] once the state is unlocked.
     fn push(
         self: &Arc<Self>,
         st: &mut State,
         v: Value,
-    ) -> Result<(i64, SharedResult), ProtocolError> {
+    ) -> Result<(i64, BoxFuture<'static, RpcResult>), ProtocolError> {
         if st.exports.len() >= self.limits.max_exports {
             return Err(bad(format!(
                 "too many unreleased results ({}); release stubs or start a new session",
@@ -320,31 +320,44 @@ impl Inner {
             let (tx, rx) = oneshot::channel();
             (st.delivered.insert(key, rx), tx)
         });
-        let fut: BoxFuture<'static, RpcResult> = Box::pin(run_push(expr, ticket));
-        let shared = fut.shared();
-        st.exports.insert(
-            id,
-            Export {
-                base: Base::Promise(shared.clone()),
-                refcount: 1,
-            },
-        );
-        Ok((id, shared))
+        Ok((id, Box::pin(run_push(expr, ticket))))
     }
 
     /// Starts push `id`: it runs at once as far as it can (a call on a settled target, like
     /// most, finishes here), and a task drives the rest and answers its pull. Every push runs,
     /// pulled or not.
-    fn start(self: &Arc<Self>, id: i64, run: SharedResult) {
-        if run.clone().now_or_never().is_some() {
-            return;
+    ///
+    /// A push that finishes at once leaves its value as export `id`; only one still running
+    /// becomes a shared promise, which later pushes can wait on.
+    fn start(self: &Arc<Self>, id: i64, mut run: BoxFuture<'static, RpcResult>) {
+        let base = match (&mut run).now_or_never() {
+            Some(Ok(v)) => Base::Value(v),
+            Some(Err(e)) => {
+                // Settled at once, so a pull finds it settled.
+                let failed = futures::future::ready(Err(e)).boxed().shared();
+                let _ = failed.clone().now_or_never();
+                Base::Promise(failed)
+            }
+            None => {
+                let shared = run.shared();
+                let driver = shared.clone();
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = driver.await;
+                    me.ran(id, result);
+                    me.flush_releases();
+                });
+                Base::Promise(shared)
+            }
+        };
+        let export = Export { base, refcount: 1 };
+        let mut st = self.state.lock();
+        if st.closed.is_none() {
+            st.exports.insert(id, export);
+        } else {
+            drop(st);
+            drop(export);
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let result = run.await;
-            me.ran(id, result);
-            me.flush_releases();
-        });
     }
 
     /// A pull of export `id`: answered now if its result is settled, else by the task
