@@ -15,8 +15,10 @@ pub(crate) type SharedResult = Shared<BoxFuture<'static, RpcResult>>;
 pub(crate) enum Base {
     /// The result of a push, settled or not.
     Promise(SharedResult),
-    /// A known value (an exported stub, a captured stub).
+    /// A known value (an exported stub, a captured stub, a settled push).
     Value(RpcValue),
+    /// A push that failed.
+    Failed(RpcError),
     /// Inside a `map`: 0 is the element, -k the k-th capture, +k the k-th instruction's result.
     Slot(i64),
 }
@@ -77,6 +79,7 @@ pub(crate) async fn resolve_base(base: &Base, env: Option<&MapEnv>) -> RpcResult
     match base {
         Base::Promise(p) => p.clone().await,
         Base::Value(v) => Ok(v.clone()),
+        Base::Failed(e) => Err(e.clone()),
         Base::Slot(i) => match env {
             Some(env) => env.slot(*i),
             None => Err(RpcError::error("a slot reference outside a map")),

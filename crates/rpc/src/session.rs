@@ -6,7 +6,7 @@
 //! export lives until the peer releases every reference it was sent.
 
 use crate::codec::{self, Exporter, Message, ProtocolError, Resolver, bad};
-use crate::eval::{Base, Expr, apply, eval, eval_all, poll_once, resolve_base};
+use crate::eval::{Base, Expr, SharedResult, apply, eval, eval_all, poll_once, resolve_base};
 use crate::stub::{RpcResult, Stub, StubHook};
 use crate::value::{RpcError, RpcValue};
 use futures::FutureExt;
@@ -79,8 +79,25 @@ struct Inner {
 }
 
 struct Export {
-    base: Base,
+    state: Exported,
     refcount: u64,
+}
+
+enum Exported {
+    /// A stub we sent, or a push's result.
+    Settled(RpcResult),
+    /// A push still running in its task. The promise is made only when a later message
+    /// refers to the result (pipelining on it); the task settles it.
+    Running(Option<SharedResult>),
+}
+
+impl Export {
+    fn settled(result: RpcResult) -> Export {
+        Export {
+            state: Exported::Settled(result),
+            refcount: 1,
+        }
+    }
 }
 
 enum Import {
@@ -105,6 +122,9 @@ struct State {
     /// Pulls of pushes still running, answered by the task that runs the push; the flag is
     /// whether to release the export then (a `stream`).
     pulls: HashMap<i64, bool>,
+    /// Promises of pushes still running that later messages refer to, settled by the task
+    /// that runs the push (even if the export is released before).
+    waiters: HashMap<i64, oneshot::Sender<RpcResult>>,
     closed: Option<RpcError>,
 }
 
@@ -118,13 +138,7 @@ impl Session {
         let (out, rx) = mpsc::unbounded_channel();
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let mut exports = HashMap::new();
-        exports.insert(
-            0,
-            Export {
-                base: Base::Value(RpcValue::Stub(main)),
-                refcount: 1,
-            },
-        );
+        exports.insert(0, Export::settled(Ok(RpcValue::Stub(main))));
         let state = State {
             session: id,
             exports,
@@ -134,6 +148,7 @@ impl Session {
             next_import: 1,
             delivered: HashMap::new(),
             pulls: HashMap::new(),
+            waiters: HashMap::new(),
             closed: None,
         };
         LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
@@ -327,36 +342,32 @@ impl Inner {
     /// most, finishes here), and a task drives the rest and answers its pull. Every push runs,
     /// pulled or not.
     ///
-    /// A push that finishes at once leaves its value as export `id`; only one still running
-    /// becomes a shared promise, which later pushes can wait on.
+    /// A push that finishes at once leaves its result as export `id`, and so does one that
+    /// finishes later, in its task.
     fn start(self: &Arc<Self>, id: i64, mut run: BoxFuture<'static, RpcResult>) {
-        let base = match (&mut run).now_or_never() {
-            Some(Ok(v)) => Base::Value(v),
-            Some(Err(e)) => {
-                // Settled at once, so a pull finds it settled.
-                let failed = futures::future::ready(Err(e)).boxed().shared();
-                let _ = failed.clone().now_or_never();
-                Base::Promise(failed)
-            }
-            None => {
-                let shared = run.shared();
-                let driver = shared.clone();
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let result = driver.await;
-                    me.ran(id, result);
-                    me.flush_releases();
-                });
-                Base::Promise(shared)
-            }
+        let done = (&mut run).now_or_never();
+        let running = done.is_none();
+        let state = match done {
+            Some(result) => Exported::Settled(result),
+            None => Exported::Running(None),
         };
-        let export = Export { base, refcount: 1 };
+        let export = Export { state, refcount: 1 };
         let mut st = self.state.lock();
-        if st.closed.is_none() {
-            st.exports.insert(id, export);
-        } else {
+        if st.closed.is_some() {
             drop(st);
             drop(export);
+        } else {
+            st.exports.insert(id, export);
+            drop(st);
+        }
+        // The task starts once the export is there for it to settle.
+        if running {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let result = run.await;
+                me.ran(id, result);
+                me.flush_releases();
+            });
         }
     }
 
@@ -367,40 +378,39 @@ impl Inner {
         st: &mut State,
         id: i64,
         release: bool,
-    ) -> Result<(Base, Option<Export>), ProtocolError> {
-        let base = match st.exports.get(&id) {
-            Some(e) => e.base.clone(),
+    ) -> Result<(Option<RpcResult>, Option<Export>), ProtocolError> {
+        let result = match st.exports.get(&id).map(|e| &e.state) {
+            Some(Exported::Settled(result)) => result.clone(),
+            Some(Exported::Running(_)) => {
+                st.pulls.insert(id, release);
+                self.open_pulls.fetch_add(1, Ordering::AcqRel);
+                return Ok((None, None));
+            }
             None => return Err(bad(format!("pull of unknown export {id}"))),
         };
-        let settled = match &base {
-            Base::Promise(p) => match p.peek() {
-                Some(result) => self.answer(st, id, result, release),
-                None => {
-                    st.pulls.insert(id, release);
-                    self.open_pulls.fetch_add(1, Ordering::AcqRel);
-                    None
-                }
-            },
-            Base::Value(v) => self.answer(st, id, &Ok(v.clone()), release),
-            Base::Slot(_) => {
-                let e = Err(RpcError::error("a slot outside a map"));
-                self.answer(st, id, &e, release)
-            }
-        };
-        Ok((base, settled))
+        let gone = self.answer(st, id, &result, release);
+        Ok((Some(result), gone))
     }
 
-    /// Push `id` finished in its task: answers its pull, if one is waiting.
+    /// Push `id` finished in its task: answers its pull if one is waiting, settles the
+    /// promise later messages wait on, and leaves the result as the export.
     fn ran(&self, id: i64, result: RpcResult) {
         let mut st = self.state.lock();
-        let Some(release) = st.pulls.remove(&id) else {
-            return;
+        let pull = st.pulls.remove(&id);
+        let gone = pull.and_then(|release| self.answer(&mut st, id, &result, release));
+        if let Some(waiter) = st.waiters.remove(&id) {
+            let _ = waiter.send(result.clone());
+        }
+        let left = match st.exports.get_mut(&id) {
+            Some(e) => Some(std::mem::replace(&mut e.state, Exported::Settled(result))),
+            None => {
+                drop(result);
+                None
+            }
         };
-        let gone = self.answer(&mut st, id, &result, release);
         drop(st);
-        drop(gone);
-        drop(result);
-        if self.open_pulls.fetch_sub(1, Ordering::AcqRel) == 1 {
+        drop((gone, left));
+        if pull.is_some() && self.open_pulls.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.pulls_done.notify_waiters();
         }
     }
@@ -566,11 +576,25 @@ struct Scope<'a> {
 
 impl Resolver for Scope<'_> {
     fn export(&mut self, id: i64) -> Result<Base, ProtocolError> {
-        self.st
-            .exports
-            .get(&id)
-            .map(|e| e.base.clone())
-            .ok_or_else(|| bad(format!("no export {id}")))
+        let State {
+            exports, waiters, ..
+        } = &mut *self.st;
+        let e = exports
+            .get_mut(&id)
+            .ok_or_else(|| bad(format!("no export {id}")))?;
+        Ok(match &mut e.state {
+            Exported::Settled(Ok(v)) => Base::Value(v.clone()),
+            Exported::Settled(Err(e)) => Base::Failed(e.clone()),
+            Exported::Running(promise) => Base::Promise(
+                promise
+                    .get_or_insert_with(|| {
+                        let (tx, rx) = oneshot::channel();
+                        waiters.insert(id, tx);
+                        ended_or(rx)
+                    })
+                    .clone(),
+            ),
+        })
     }
 
     fn import_stub(&mut self, id: i64) -> Result<Stub, ProtocolError> {
@@ -611,12 +635,17 @@ impl Resolver for Scope<'_> {
         }
         let (tx, rx) = oneshot::channel();
         self.st.imports.insert(id, Import::Pending(tx));
-        let fut: BoxFuture<'static, RpcResult> = Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(RpcError::error("the RPC session ended")))
-        });
-        Ok(Expr::Promise(fut.shared()))
+        Ok(Expr::Promise(ended_or(rx)))
     }
+}
+
+/// A promise of what `rx` receives, or of an error if the session ends first.
+fn ended_or(rx: oneshot::Receiver<RpcResult>) -> SharedResult {
+    let fut: BoxFuture<'static, RpcResult> = Box::pin(async move {
+        rx.await
+            .unwrap_or_else(|_| Err(RpcError::error("the RPC session ended")))
+    });
+    fut.shared()
 }
 
 impl Exporter for State {
@@ -628,13 +657,8 @@ impl Exporter for State {
         }
         let id = self.next_export;
         self.next_export -= 1;
-        self.exports.insert(
-            id,
-            Export {
-                base: Base::Value(RpcValue::Stub(stub.clone())),
-                refcount: 1,
-            },
-        );
+        self.exports
+            .insert(id, Export::settled(Ok(RpcValue::Stub(stub.clone()))));
         json!(["export", id])
     }
 }

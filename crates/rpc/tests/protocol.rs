@@ -209,6 +209,31 @@ async fn errors_are_rejections_with_the_reference_wording() {
 }
 
 #[tokio::test]
+async fn a_result_still_running_can_be_used_and_released_before_it_settles() {
+    let got = batch(&[
+        json!(["push", ["pipeline", 0, ["slow"], []]]),
+        // Two later calls take the running result as their argument.
+        json!(["push", ["pipeline", 0, ["echo"], [["pipeline", 1]]]]),
+        json!(["push", ["pipeline", 0, ["greet"], [["pipeline", 1]]]]),
+        // Released while it runs: the calls waiting on it still get it.
+        json!(["release", 1, 1]),
+        json!(["pull", 2]),
+        json!(["pull", 3]),
+        json!(["push", ["pipeline", 0, ["slow"], []]]),
+        json!(["pull", 4]),
+    ])
+    .await;
+    assert_eq!(
+        sorted(got),
+        sorted(vec![
+            json!(["resolve", 2, "slow"]),
+            json!(["resolve", 3, "Hello, slow!"]),
+            json!(["resolve", 4, "slow"]),
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_callback_cannot_be_called_inside_a_batch() {
     let got = batch(&[
         json!(["push", ["pipeline", 0, ["callBack"], [["export", -1], 21]]]),
