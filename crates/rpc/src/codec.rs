@@ -43,6 +43,9 @@ pub enum Message {
 
 /// Parses one message (one line of a batch, one WebSocket frame).
 pub fn parse_message(text: &str) -> Result<Message, ProtocolError> {
+    if let Some(m) = parse_small(text) {
+        return Ok(m);
+    }
     let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let Value::Array(mut parts) = v else {
         return Err(bad("a message is a JSON array"));
@@ -392,6 +395,30 @@ pub(crate) trait Exporter {
     fn export_stub(&mut self, stub: &Stub) -> Value;
 }
 
+/// `["pull",id]` and `["release",id,count]` exactly as clients write them, read without
+/// building a JSON tree: most messages of a pipelined session are these. Anything else
+/// (spacing, other forms, bad values) is left to the full parser and its errors.
+fn parse_small(text: &str) -> Option<Message> {
+    fn int(s: &str) -> Option<i64> {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        let plain = !digits.is_empty()
+            && digits.len() <= 15
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !(digits.len() > 1 && digits.starts_with('0'));
+        if !plain {
+            return None;
+        }
+        s.parse().ok()
+    }
+    let body = text.strip_suffix(']')?;
+    if let Some(id) = body.strip_prefix("[\"pull\",") {
+        return Some(Message::Pull(int(id)?));
+    }
+    let (id, count) = body.strip_prefix("[\"release\",")?.split_once(',')?;
+    let count = u32::try_from(int(count)?).ok().filter(|n| *n > 0)?;
+    Some(Message::Release(int(id)?, count))
+}
+
 /// Encodes a value. Arrays are escaped; special values get their tags.
 pub(crate) fn encode(v: &RpcValue, x: &mut dyn Exporter) -> Value {
     match v {
@@ -538,6 +565,45 @@ mod tests {
         async fn call(&self, method: &str, _: Vec<RpcValue>) -> crate::RpcResult {
             Err(RpcError::not_a_function(method))
         }
+    }
+
+    #[test]
+    fn small_messages_parse_as_the_full_parser_does() {
+        for text in [
+            r#"["pull",3]"#,
+            r#"["pull",-1]"#,
+            r#"["release",4,1]"#,
+            r#"["release",-2,7]"#,
+        ] {
+            let fast = format!("{:?}", parse_small(text).expect(text));
+            let full: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                fast,
+                format!("{:?}", parse_message(&full.to_string()).unwrap())
+            );
+        }
+        // Left to the full parser, which accepts or refuses them with its own errors.
+        for text in [
+            r#"["pull", 3]"#,
+            r#"["pull",3.5]"#,
+            r#"["pull","3"]"#,
+            r#"["pull",]"#,
+            r#"["pull",03]"#,
+            r#"["pull",-]"#,
+            r#"["pull",99999999999999999999]"#,
+            r#"["release",4,0]"#,
+            r#"["release",4,-1]"#,
+            r#"["release",4]"#,
+            r#"["release",4,1,2]"#,
+            r#"["push",1]"#,
+        ] {
+            assert!(parse_small(text).is_none(), "{text}");
+        }
+        assert!(parse_message(r#"["release",4,0]"#).is_err());
+        assert!(matches!(
+            parse_message(r#"["pull", 3]"#),
+            Ok(Message::Pull(3))
+        ));
     }
 
     #[test]
