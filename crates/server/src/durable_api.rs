@@ -24,21 +24,36 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/_schedules", get(list_schedules).post(create_schedule))
         .route(
-            "/_schedules/{id}",
+            &format!("{prefix}/_schedules"),
+            get(list_schedules).post(create_schedule),
+        )
+        .route(
+            &format!("{prefix}/_schedules/{{id}}"),
             get(get_schedule).delete(delete_schedule),
         )
-        .route("/_workflows", get(list_workflows).post(define_workflow))
         .route(
-            "/_workflows/{name}",
+            &format!("{prefix}/_workflows"),
+            get(list_workflows).post(define_workflow),
+        )
+        .route(
+            &format!("{prefix}/_workflows/{{name}}"),
             get(get_workflow).delete(delete_workflow),
         )
-        .route("/_workflows/{name}/runs", get(list_runs).post(start_run))
-        .route("/_workflows/{name}/runs/{id}", get(get_run))
-        .route("/_workflows/{name}/runs/{id}/cancel", post(cancel_run))
+        .route(
+            &format!("{prefix}/_workflows/{{name}}/runs"),
+            get(list_runs).post(start_run),
+        )
+        .route(
+            &format!("{prefix}/_workflows/{{name}}/runs/{{id}}"),
+            get(get_run),
+        )
+        .route(
+            &format!("{prefix}/_workflows/{{name}}/runs/{{id}}/cancel"),
+            post(cancel_run),
+        )
 }
 
 fn param(p: &HashMap<String, String>, k: &str) -> Result<String, ApiError> {

@@ -141,32 +141,39 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
             ns: Arc::from(mount.namespace.as_str()),
             builtin: false,
         };
-        let object = storage_api::routes()
+        // Object routes are registered whole (not nested under the prefix): a nested
+        // router matches every request twice and rebuilds its URI, a cost every call paid.
+        let at = format!("/{}/{{object}}", mount.segment);
+        let object = storage_api::routes(&at)
             .route(
-                "/rpc",
+                &format!("{at}/rpc"),
                 axum::routing::any(rpc_api::class_rpc)
                     .layer(Extension(rpc_api::MountRpc(mount.rpc.clone()))),
             )
-            .route("/", axum::routing::any(forward_fetch))
-            .route("/{*rest}", axum::routing::any(forward_fetch))
+            .route(&at, axum::routing::any(forward_fetch))
+            .route(
+                &format!("{at}/{{*rest}}"),
+                axum::routing::any(forward_fetch),
+            )
             .layer(Extension(ns));
-        router = router.nest(&format!("/{}/{{object}}", mount.segment), object);
+        router = router.merge(object);
     }
     let builtin = Namespace {
         ns: Arc::from(state.config.builtin_namespace.as_str()),
         builtin: true,
     };
-    let object = storage_api::routes()
-        .merge(workflow_api::routes())
-        .merge(durable_api::routes())
-        .merge(things_api::routes(state.config.max_thing_bytes))
-        .route("/sync", get(sync::sync))
-        .route("/rpc", axum::routing::any(rpc_api::object_rpc))
-        .route("/", get(object_root))
-        .route("/health", get(object_health))
+    let at = "/{object}";
+    let object = storage_api::routes(at)
+        .merge(workflow_api::routes(at))
+        .merge(durable_api::routes(at))
+        .merge(things_api::routes(at, state.config.max_thing_bytes))
+        .route("/{object}/sync", get(sync::sync))
+        .route("/{object}/rpc", axum::routing::any(rpc_api::object_rpc))
+        .route(at, get(object_root))
+        .route("/{object}/health", get(object_health))
         .layer(Extension(builtin));
     let rest = router
-        .nest("/{object}", object)
+        .merge(object)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(

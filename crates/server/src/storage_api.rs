@@ -30,16 +30,16 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 /// Page size of a KV listing when no limit is given.
 pub const DEFAULT_LIST_LIMIT: usize = 1_000;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/_storage/kv", get(kv_list))
+        .route(&format!("{prefix}/_storage/kv"), get(kv_list))
         .route(
-            "/_storage/kv/{*key}",
+            &format!("{prefix}/_storage/kv/{{*key}}"),
             get(kv_get).put(kv_put).delete(kv_delete),
         )
-        .route("/_storage/sql", post(sql))
+        .route(&format!("{prefix}/_storage/sql"), post(sql))
         .route(
-            "/_storage/alarm",
+            &format!("{prefix}/_storage/alarm"),
             get(alarm_get).put(alarm_put).delete(alarm_delete),
         )
 }

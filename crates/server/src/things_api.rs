@@ -29,22 +29,40 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 /// The routes, with bodies up to `max_body` bytes (`--max-thing-bytes`).
-pub fn routes(max_body: usize) -> Router<AppState> {
+pub fn routes(prefix: &str, max_body: usize) -> Router<AppState> {
     Router::new()
-        .route("/_search", get(search))
-        .route("/_relationships", get(list_links).post(link))
-        .route("/_relationships/{id}", delete(unlink))
-        .route("/_indexes", get(list_indexes).post(create_index))
-        .route("/_objects", get(list_objects).post(register_object))
-        .route("/_objects/{name}", delete(forget_object))
-        .route("/{collection}", get(list).post(create))
+        .route(&format!("{prefix}/_search"), get(search))
         .route(
-            "/{collection}/{id}",
+            &format!("{prefix}/_relationships"),
+            get(list_links).post(link),
+        )
+        .route(&format!("{prefix}/_relationships/{{id}}"), delete(unlink))
+        .route(
+            &format!("{prefix}/_indexes"),
+            get(list_indexes).post(create_index),
+        )
+        .route(
+            &format!("{prefix}/_objects"),
+            get(list_objects).post(register_object),
+        )
+        .route(
+            &format!("{prefix}/_objects/{{name}}"),
+            delete(forget_object),
+        )
+        .route(&format!("{prefix}/{{collection}}"), get(list).post(create))
+        .route(
+            &format!("{prefix}/{{collection}}/{{id}}"),
             get(get_item).put(replace).patch(merge).delete(remove),
         )
-        .route("/{collection}/{id}/history", get(history))
-        .route("/{collection}/{id}/edit", get(edit))
-        .route("/{collection}/{id}/{verb}", get(related))
+        .route(
+            &format!("{prefix}/{{collection}}/{{id}}/history"),
+            get(history),
+        )
+        .route(&format!("{prefix}/{{collection}}/{{id}}/edit"), get(edit))
+        .route(
+            &format!("{prefix}/{{collection}}/{{id}}/{{verb}}"),
+            get(related),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 

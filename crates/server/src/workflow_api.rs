@@ -24,16 +24,25 @@ use axum::routing::{delete, get, post};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/_events", get(list_events).post(emit))
-        .route("/_subscriptions", get(list_subscriptions).post(subscribe))
-        .route("/_subscriptions/{id}", delete(unsubscribe))
-        .route("/_actions", get(list_actions).post(create_action))
-        .route("/_actions/{id}", get(get_action))
-        .route("/_dlq", get(list_dlq))
-        .route("/_dlq/{id}", delete(delete_dlq))
-        .route("/_dlq/{id}/replay", post(replay_dlq))
+        .route(&format!("{prefix}/_events"), get(list_events).post(emit))
+        .route(
+            &format!("{prefix}/_subscriptions"),
+            get(list_subscriptions).post(subscribe),
+        )
+        .route(
+            &format!("{prefix}/_subscriptions/{{id}}"),
+            delete(unsubscribe),
+        )
+        .route(
+            &format!("{prefix}/_actions"),
+            get(list_actions).post(create_action),
+        )
+        .route(&format!("{prefix}/_actions/{{id}}"), get(get_action))
+        .route(&format!("{prefix}/_dlq"), get(list_dlq))
+        .route(&format!("{prefix}/_dlq/{{id}}"), delete(delete_dlq))
+        .route(&format!("{prefix}/_dlq/{{id}}/replay"), post(replay_dlq))
 }
 
 pub(crate) async fn call(
