@@ -119,9 +119,9 @@ struct State {
     next_import: i64,
     /// Per export, the delivery signal of the last call made on it (calls start in order).
     delivered: HashMap<i64, oneshot::Receiver<()>>,
-    /// Pulls of pushes still running, answered by the task that runs the push; the flag is
-    /// whether to release the export then (a `stream`).
-    pulls: HashMap<i64, bool>,
+    /// Pulls of pushes still running, answered by the task that runs the push; each flag
+    /// is whether to release the export then (a `stream`).
+    pulls: HashMap<i64, Vec<bool>>,
     /// Promises of pushes still running that later messages refer to, settled by the task
     /// that runs the push (even if the export is released before).
     waiters: HashMap<i64, oneshot::Sender<RpcResult>>,
@@ -382,7 +382,7 @@ impl Inner {
         let result = match st.exports.get(&id).map(|e| &e.state) {
             Some(Exported::Settled(result)) => result.clone(),
             Some(Exported::Running(_)) => {
-                st.pulls.insert(id, release);
+                st.pulls.entry(id).or_default().push(release);
                 self.open_pulls.fetch_add(1, Ordering::AcqRel);
                 return Ok((None, None));
             }
@@ -396,8 +396,11 @@ impl Inner {
     /// promise later messages wait on, and leaves the result as the export.
     fn ran(&self, id: i64, result: RpcResult) {
         let mut st = self.state.lock();
-        let pull = st.pulls.remove(&id);
-        let gone = pull.and_then(|release| self.answer(&mut st, id, &result, release));
+        let pulls = st.pulls.remove(&id).unwrap_or_default();
+        let gone: Vec<Export> = pulls
+            .iter()
+            .filter_map(|release| self.answer(&mut st, id, &result, *release))
+            .collect();
         if let Some(waiter) = st.waiters.remove(&id) {
             let _ = waiter.send(result.clone());
         }
@@ -410,7 +413,9 @@ impl Inner {
         };
         drop(st);
         drop((gone, left));
-        if pull.is_some() && self.open_pulls.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if !pulls.is_empty()
+            && self.open_pulls.fetch_sub(pulls.len(), Ordering::AcqRel) == pulls.len()
+        {
             self.pulls_done.notify_waiters();
         }
     }

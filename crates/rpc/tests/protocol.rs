@@ -234,6 +234,20 @@ async fn a_result_still_running_can_be_used_and_released_before_it_settles() {
 }
 
 #[tokio::test]
+async fn a_result_pulled_twice_while_running_is_answered_twice() {
+    let got = batch(&[
+        json!(["push", ["pipeline", 0, ["slow"], []]]),
+        json!(["pull", 1]),
+        json!(["pull", 1]),
+    ])
+    .await;
+    assert_eq!(
+        got,
+        vec![json!(["resolve", 1, "slow"]), json!(["resolve", 1, "slow"])]
+    );
+}
+
+#[tokio::test]
 async fn a_callback_cannot_be_called_inside_a_batch() {
     let got = batch(&[
         json!(["push", ["pipeline", 0, ["callBack"], [["export", -1], 21]]]),
