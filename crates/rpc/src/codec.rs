@@ -450,11 +450,11 @@ pub(crate) fn encode(v: &RpcValue, x: &mut dyn Exporter) -> Value {
     }
 }
 
-/// `[tag, id, value]` (a `resolve`) as text, written straight from the value: no JSON tree
-/// in between, which is most of the cost of a large answer.
-pub(crate) fn settlement_text(tag: &str, id: i64, v: &RpcValue, x: &mut dyn Exporter) -> String {
+/// `["resolve", id, value]` as text, written straight from the value: no JSON tree in
+/// between, which is most of the cost of a large answer.
+pub(crate) fn resolve_text(id: i64, v: &RpcValue, x: &mut dyn Exporter) -> String {
     let x = RefCell::new(x);
-    serde_json::to_string(&(tag, id, Wire { v, x: &x })).unwrap_or_else(|e| {
+    serde_json::to_string(&("resolve", id, Wire { v, x: &x })).unwrap_or_else(|e| {
         json!(["reject", id, encode_error(&RpcError::error(e.to_string()))]).to_string()
     })
 }
@@ -607,7 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn settlement_text_is_the_encoded_value() {
+    fn resolve_text_is_the_encoded_value() {
         let v = RpcValue::Object(vec![
             (
                 "a".into(),
@@ -629,7 +629,7 @@ mod tests {
             ("other".into(), RpcValue::Stub(Stub::new(Nothing))),
             ("err".into(), RpcValue::Error(RpcError::type_error("no"))),
         ]);
-        let text = settlement_text("resolve", 7, &v, &mut Counting(0));
+        let text = resolve_text(7, &v, &mut Counting(0));
         let parsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed, json!(["resolve", 7, encode(&v, &mut Counting(0))]));
     }

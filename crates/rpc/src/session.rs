@@ -427,7 +427,7 @@ impl Inner {
             return None;
         }
         let msg = match result {
-            Ok(v) => codec::settlement_text("resolve", id, v, st),
+            Ok(v) => codec::resolve_text(id, v, st),
             Err(e) => json!(["reject", id, codec::encode_error(e)]).to_string(),
         };
         let _ = self.out.send(msg);
