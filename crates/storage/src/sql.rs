@@ -1,6 +1,7 @@
 //! User SQL: statements with bound parameters, run under the authorizer in a savepoint so that a
 //! failing call changes nothing.
 
+use crate::store::UndoPoint;
 use crate::{Storage, StorageError};
 use rusqlite::{
     StatementStatus, fallible_iterator::FallibleIterator, types::Value as RValue, types::ValueRef,
@@ -91,14 +92,19 @@ impl Storage {
         read_only: bool,
     ) -> Result<SqlResult, StorageError> {
         self.begin()?;
-        self.run_cached("SAVEPOINT _do_exec")?;
+        let undo = self.exec_undo_point();
+        if undo == UndoPoint::Own {
+            self.run_cached("SAVEPOINT _do_exec")?;
+        }
         let before = self.conn.total_changes();
         self.user_mode.store(true, Ordering::Relaxed);
         let outcome = self.run_user_sql(sql, params, read_only);
         self.user_mode.store(false, Ordering::Relaxed);
         match outcome {
             Ok((mut result, wrote)) => {
-                self.run_cached("RELEASE _do_exec")?;
+                if undo == UndoPoint::Own {
+                    self.run_cached("RELEASE _do_exec")?;
+                }
                 result.rows_written = self.conn.total_changes() - before;
                 if wrote || result.rows_written > 0 {
                     self.mark_dirty();
@@ -110,8 +116,7 @@ impl Storage {
                     // SQLite rolled back the whole transaction (e.g. ON CONFLICT ROLLBACK).
                     self.note_aborted();
                 } else {
-                    self.conn
-                        .execute_batch("ROLLBACK TO _do_exec; RELEASE _do_exec")?;
+                    self.undo_to(undo)?;
                 }
                 Err(err)
             }

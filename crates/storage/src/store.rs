@@ -66,6 +66,17 @@ const CHECKPOINT_PAGES: i64 = 4096;
 /// object it touched with a WAL of `CHECKPOINT_PAGES`.
 const WAL_SIZE_LIMIT_BYTES: i64 = 4 * 1024 * 1024;
 
+/// What a failed `exec` is undone to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UndoPoint {
+    /// Its own savepoint, `_do_exec`.
+    Own,
+    /// The open transaction, which held no writes before it.
+    Transaction,
+    /// The running segment's savepoint, with nothing written since.
+    Segment,
+}
+
 /// One object's SQLite database.
 pub struct Storage {
     pub(crate) conn: Connection,
@@ -372,6 +383,35 @@ impl Storage {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.note_aborted();
+    }
+
+    /// Where a failed `exec` goes back to. Its own savepoint costs two statements, so when
+    /// nothing was written since an undo point that already exists (the open transaction,
+    /// or the running segment's savepoint), that point serves.
+    pub(crate) fn exec_undo_point(&self) -> UndoPoint {
+        if self.aborted || self.savepoint_depth > 0 || self.conn.is_autocommit() {
+            UndoPoint::Own
+        } else if !self.dirty {
+            UndoPoint::Transaction
+        } else if self.segment.is_some() && !self.segment_wrote {
+            UndoPoint::Segment
+        } else {
+            UndoPoint::Own
+        }
+    }
+
+    /// Undoes a failed `exec` back to `point` (see [`Storage::exec_undo_point`]).
+    pub(crate) fn undo_to(&mut self, point: UndoPoint) -> Result<(), StorageError> {
+        match point {
+            UndoPoint::Own => self
+                .conn
+                .execute_batch("ROLLBACK TO _do_exec; RELEASE _do_exec")?,
+            // The transaction held no writes, so dropping it drops only the exec's.
+            UndoPoint::Transaction => self.rollback(),
+            // Back to the segment's start, which stays open for the rest of the segment.
+            UndoPoint::Segment => self.run_cached("ROLLBACK TO _do_segment")?,
+        }
+        Ok(())
     }
 
     /// True if SQLite dropped the open transaction: the next commit fails.

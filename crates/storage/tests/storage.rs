@@ -481,3 +481,50 @@ fn a_segment_that_loses_the_transaction_fails_the_shared_commit() {
     s.put("after", &j(json!(1))).unwrap();
     assert!(s.commit().unwrap(), "the object is usable again");
 }
+
+#[test]
+fn a_failed_exec_undoes_its_own_writes_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", &[])
+        .unwrap();
+    s.exec("INSERT INTO t VALUES (1, 'a')", &[]).unwrap();
+    s.commit().unwrap();
+    // OR FAIL keeps the rows written before the failing one: the exec itself must undo them.
+    let failing = "INSERT OR FAIL INTO t VALUES (10, 'x'), (1, 'dup')";
+    let ids = |s: &mut Storage| -> Vec<SqlValue> {
+        let r = s.exec("SELECT id FROM t ORDER BY id", &[]).unwrap();
+        r.rows.into_iter().map(|mut row| row.remove(0)).collect()
+    };
+
+    // First in a transaction that holds no writes.
+    s.begin_segment().unwrap();
+    s.get("nothing").unwrap();
+    s.exec(failing, &[]).unwrap_err();
+    s.exec("INSERT INTO t VALUES (2, 'b')", &[]).unwrap();
+    s.end_segment().unwrap();
+
+    // First in a segment, after an earlier segment's writes.
+    s.begin_segment().unwrap();
+    s.exec(failing, &[]).unwrap_err();
+    s.exec("INSERT INTO t VALUES (3, 'c')", &[]).unwrap();
+    s.end_segment().unwrap();
+
+    // After the segment's own writes.
+    s.begin_segment().unwrap();
+    s.exec("INSERT INTO t VALUES (4, 'd')", &[]).unwrap();
+    s.exec(failing, &[]).unwrap_err();
+    s.end_segment().unwrap();
+
+    // A segment whose exec failed can still be undone whole.
+    s.begin_segment().unwrap();
+    s.exec(failing, &[]).unwrap_err();
+    s.exec("INSERT INTO t VALUES (5, 'e')", &[]).unwrap();
+    s.rollback_segment();
+
+    assert!(s.commit().unwrap());
+    s.close().unwrap();
+    let mut s = open(&dir);
+    let want: Vec<SqlValue> = [1, 2, 3, 4].into_iter().map(SqlValue::Integer).collect();
+    assert_eq!(ids(&mut s), want);
+}
