@@ -939,7 +939,9 @@ async fn run_object(mut t: ObjectTask) {
             _ = t.evict.notified(), if idle => {
                 if let Some(n) = t.host.try_retire(&t.key, &t.rx) { break Some(n); }
             }
-            _ = clock.sleep_until(last_activity.saturating_add(idle_ms)), if idle => {
+            // In a block, so the timer is only made when the branch is polled (while idle),
+            // not on every pass of a busy object's loop.
+            () = async { clock.sleep_until(last_activity.saturating_add(idle_ms)).await }, if idle => {
                 if let Some(n) = t.host.try_retire(&t.key, &t.rx) { break Some(n); }
             }
         }
