@@ -2,12 +2,14 @@
 
 use crate::error::ApiError;
 use crate::names::check_object_name;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::RequestExt;
+use axum::body::HttpBody;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The namespace served under a router prefix (the built-in one or a mount).
@@ -28,7 +30,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Target {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))?;
         let ns = parts
@@ -37,31 +39,41 @@ impl<S: Send + Sync> FromRequestParts<S> for Target {
             .cloned()
             .ok_or_else(ApiError::internal)?;
         let name = params
-            .get("object")
-            .cloned()
+            .iter()
+            .find_map(|(key, value)| (key == "object").then(|| value.to_string()))
             .ok_or_else(|| ApiError::bad_request("missing object name"))?;
         check_object_name(&name, ns.builtin)?;
         Ok(Target { ns: ns.ns, name })
     }
 }
 
-/// Reads a request body within the configured limit: an oversize body is a 413, any other
-/// failure a 400.
+/// Reads a request body within the configured limit (`DefaultBodyLimit`): an oversize body
+/// is a 413, any other failure a 400.
 pub async fn body_bytes(req: Request) -> Result<(Parts, Bytes), ApiError> {
-    let (parts, body) = req.into_parts();
-    let bytes = body_only(Request::from_parts(parts.clone(), body)).await?;
+    let (parts, body) = req.with_limited_body().into_parts();
+    if body.size_hint().exact() == Some(0) {
+        return Ok((parts, Bytes::new()));
+    }
+    let bytes = body.collect().await.map_err(body_error)?.to_bytes();
     Ok((parts, bytes))
 }
 
 /// The whole body, within the server's limit, when the rest of the request is not needed.
 pub async fn body_only(req: Request) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, &()).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large("the request body is larger than the server's limit")
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {e}"))
+    Ok(body_bytes(req).await?.1)
+}
+
+fn body_error(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<LengthLimitError>() {
+            return ApiError::payload_too_large(
+                "the request body is larger than the server's limit",
+            );
         }
-    })
+        source = err.source();
+    }
+    ApiError::bad_request(format!("could not read the request body: {e}"))
 }
 
 /// A JSON body; malformed JSON or the wrong shape is a 400 naming the problem.

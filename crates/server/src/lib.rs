@@ -376,11 +376,8 @@ async fn forward_fetch(
     target: Target,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (mut parts, body) = body_bytes(req).await?;
-    // Objects see the URL as the client sent it, not the part after the mount.
-    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
-        parts.uri = original.0.clone();
-    }
+    // Object routes are not nested, so the URI is the one the client sent, mount included.
+    let (parts, body) = body_bytes(req).await?;
     let res = app
         .host
         .fetch(&target.ns, &target.name, Request::from_parts(parts, body))
