@@ -313,7 +313,7 @@ async fn measure(
 }
 
 /// The index of the median value (the lower middle one of an even count).
-fn median_index(values: &[f64]) -> usize {
+pub(crate) fn median_index(values: &[f64]) -> usize {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     order[(values.len().saturating_sub(1)) / 2]

@@ -27,13 +27,48 @@ pub fn markdown(path: &Path) -> anyhow::Result<String> {
         }
         let r: Record = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a bench record", path.display(), n + 1))?;
-        // A later record of the same scenario, target and durability replaces an earlier one.
-        records.retain(|o| {
-            !(o.name == r.name && o.target == r.target && o.durability == r.durability)
-        });
         records.push(r);
     }
-    Ok(render(&records))
+    Ok(render(&merge_rounds(records)))
+}
+
+/// One record per scenario, target and durability. `scripts/bench` measures in rounds (each
+/// round runs dotdo and every peer once), so a scenario has a record per round: the one with
+/// the median throughput stands for them all, with every round's throughput as its runs.
+fn merge_rounds(records: Vec<Record>) -> Vec<Record> {
+    let mut groups: Vec<Vec<Record>> = Vec::new();
+    for r in records {
+        let same = |g: &&mut Vec<Record>| {
+            let o = &g[0];
+            o.name == r.name && o.target == r.target && o.durability == r.durability
+        };
+        match groups.iter_mut().find(same) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut g| {
+            if g.len() == 1 {
+                return g.remove(0);
+            }
+            let runs: Vec<f64> = g
+                .iter()
+                .flat_map(|r| {
+                    if r.runs.is_empty() {
+                        vec![r.throughput]
+                    } else {
+                        r.runs.clone()
+                    }
+                })
+                .collect();
+            let throughputs: Vec<f64> = g.iter().map(|r| r.throughput).collect();
+            let mut chosen = g.swap_remove(super::median_index(&throughputs));
+            chosen.runs = runs;
+            chosen
+        })
+        .collect()
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -81,8 +116,8 @@ fn render(records: &[Record]) -> String {
     {
         let _ = writeln!(
             md,
-            "Each scenario was measured {n} times back to back; every figure is from the run \
-             with the median throughput, and the range of all runs is in brackets.\n"
+            "Each scenario was measured {n} times; every figure is from the run with the \
+             median throughput, and the range of all runs is in brackets.\n"
         );
     }
     let dotdo: Vec<&Record> = records.iter().filter(|r| r.target == "dotdo").collect();
@@ -265,5 +300,25 @@ mod tests {
         let md = render(&[r]);
         assert!(md.contains("measured 3 times"), "{md}");
         assert!(md.contains("| 40000 (38000–41000) |"), "{md}");
+    }
+
+    #[test]
+    fn rounds_merge_into_their_median() {
+        let merged = merge_rounds(vec![
+            record("health", "dotdo", "normal", 40_000.0, 2.0),
+            record("health", "workerd", "fsync", 9_000.0, 4.0),
+            record("health", "dotdo", "normal", 30_000.0, 3.0),
+            record("health", "workerd", "fsync", 8_000.0, 5.0),
+            record("health", "dotdo", "normal", 35_000.0, 2.5),
+            record("health", "dotdo", "fsync", 20_000.0, 6.0),
+        ]);
+        assert_eq!(merged.len(), 3);
+        let dotdo = &merged[0];
+        assert_eq!((dotdo.throughput, dotdo.latency.p99), (35_000.0, 2.5));
+        assert_eq!(dotdo.runs, vec![40_000.0, 30_000.0, 35_000.0]);
+        // An even count keeps the lower middle run.
+        assert_eq!(merged[1].throughput, 8_000.0);
+        assert_eq!(merged[1].runs, vec![9_000.0, 8_000.0]);
+        assert!(merged[2].runs.is_empty(), "a lone record is kept as it is");
     }
 }
