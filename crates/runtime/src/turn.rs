@@ -33,8 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-/// Commits every this many writing commits, a `Deferred`-mode object checks its WAL size.
-const CHECKPOINT_EVERY: u64 = 256;
 /// At most this many finished turns wait for one shared commit, so the first of them is not
 /// held back for long under a steady stream of requests.
 const MAX_HELD: usize = 64;
@@ -59,6 +57,17 @@ pub(crate) struct Gate {
 }
 
 pub(crate) type GateRef = Arc<Gate>;
+
+/// Runs work that waits for the disk (a checkpoint's syncs) so that it holds up only its own
+/// object: on the multi-threaded runtime the worker's other tasks move to another thread
+/// meanwhile, since the server runs only as many workers as there are cores.
+fn off_the_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 
 impl Gate {
     pub(crate) fn new(
@@ -181,8 +190,8 @@ impl Gate {
             }
             if wrote {
                 let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
-                if self.sync == SyncMode::Deferred && n.is_multiple_of(CHECKPOINT_EVERY) {
-                    s.checkpoint(false)?;
+                if s.checkpoint_due() {
+                    off_the_worker(|| s.checkpoint(false))?;
                 }
                 // The commit stands whatever happens here: the writeback is only a help.
                 if let Some(wb) = &self.host.writeback

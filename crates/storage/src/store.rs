@@ -7,7 +7,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// When a committed transaction reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,10 +57,11 @@ CREATE TABLE IF NOT EXISTS _do_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WI
 CREATE TABLE IF NOT EXISTS _do_meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
 ";
 
-/// WAL pages (of 4 KiB) after which the WAL is copied into the database: SQLite's automatic
-/// checkpoint in `Normal` and `Full` mode, [`Storage::checkpoint`] in `Deferred` mode. A
-/// checkpoint syncs, and the object waits meanwhile, so it should be rare: at SQLite's
-/// default of 1,000 pages a hot object stalled so often that the stalls set its p99.
+/// WAL pages (of 4 KiB) after which the WAL is copied into the database by
+/// [`Storage::checkpoint`] (SQLite's automatic checkpoints are off: they ran inside a commit,
+/// where the caller could not tell that this commit waits for the disk). A checkpoint syncs,
+/// and the object waits meanwhile, so it should be rare: at SQLite's default of 1,000 pages a
+/// hot object stalled so often that the stalls set its p99.
 const CHECKPOINT_PAGES: i64 = 4096;
 /// What a WAL is cut back to after a checkpoint, so a burst of writes does not leave every
 /// object it touched with a WAL of `CHECKPOINT_PAGES`.
@@ -96,6 +97,8 @@ pub struct Storage {
     segment_wrote: bool,
     /// Alarm slot changed in the open transaction: the caller must update its index.
     alarm_changed: bool,
+    /// Frames in the WAL after the last commit (set by SQLite's WAL hook).
+    wal_pages: Arc<AtomicI64>,
     wal: Option<Arc<File>>,
 }
 
@@ -127,13 +130,18 @@ impl Storage {
             "PRAGMA locking_mode = EXCLUSIVE; PRAGMA synchronous = {sync}; \
              PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"
         ))?;
-        let autocheckpoint = match opts.sync {
-            SyncMode::Deferred => 0,
-            SyncMode::Normal | SyncMode::Full => CHECKPOINT_PAGES,
-        };
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = {autocheckpoint}; \
+            "PRAGMA wal_autocheckpoint = 0; \
              PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+        ))?;
+        // After every commit SQLite reports the WAL's length: [`Storage::checkpoint_due`].
+        let wal_pages = Arc::new(AtomicI64::new(0));
+        let pages = wal_pages.clone();
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+                pages.store(i64::from(n), Ordering::Relaxed);
+                Ok(())
+            },
         ))?;
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let max_pages = (opts.max_size_bytes / page_size.max(512) as u64).max(16);
@@ -163,6 +171,7 @@ impl Storage {
             segment: None,
             segment_wrote: false,
             alarm_changed: false,
+            wal_pages,
             wal: None,
         })
     }
@@ -584,32 +593,33 @@ impl Storage {
         Ok(f)
     }
 
-    /// Copies the WAL into the database when it has grown (in `Deferred` mode, where automatic
-    /// checkpoints are off) with a full sync, so the WAL can be reused safely. Must be called
+    /// True if the WAL has grown enough for [`Storage::checkpoint`] to copy it, outside a
+    /// transaction. A checkpoint waits for the disk, so the caller may want to run it where
+    /// that blocks nothing else.
+    pub fn checkpoint_due(&self) -> bool {
+        self.conn.is_autocommit() && self.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+    }
+
+    /// Copies the WAL into the database when it has grown (or at once with `force`), syncing
+    /// the WAL before and the database after, so the WAL can be reused safely. Must be called
     /// outside a transaction.
     pub fn checkpoint(&mut self, force: bool) -> Result<(), StorageError> {
-        if !self.conn.is_autocommit() {
+        if !self.conn.is_autocommit() || !(force || self.checkpoint_due()) {
             return Ok(());
         }
-        if self.sync != SyncMode::Deferred && !force {
-            return Ok(());
+        // `Deferred` mode runs with syncs off; a checkpoint needs them.
+        let deferred = self.sync == SyncMode::Deferred;
+        if deferred {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
         }
-        let wal_pages = self
-            .wal
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map_or(CHECKPOINT_PAGES, |m| (m.len() / 4096) as i64);
-        if !force && wal_pages < CHECKPOINT_PAGES {
-            return Ok(());
-        }
-        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
         let res = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if self.sync == SyncMode::Deferred {
+        if deferred {
             self.conn.execute_batch("PRAGMA synchronous = OFF")?;
         }
         res?;
+        self.wal_pages.store(0, Ordering::Relaxed);
         Ok(())
     }
 

@@ -528,3 +528,34 @@ fn a_failed_exec_undoes_its_own_writes_and_nothing_else() {
     let want: Vec<SqlValue> = [1, 2, 3, 4].into_iter().map(SqlValue::Integer).collect();
     assert_eq!(ids(&mut s), want);
 }
+
+#[test]
+fn a_grown_wal_is_due_for_a_checkpoint_and_the_checkpoint_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let mut s = open(&dir);
+    let mut commits = 0;
+    while !s.checkpoint_due() {
+        s.put(&format!("k{commits:05}"), &KvValue::Bytes(vec![7; 4000]))
+            .unwrap();
+        s.commit().unwrap();
+        commits += 1;
+        assert!(commits < 10_000, "the WAL never grew due");
+    }
+    // SQLite checkpoints nothing on its own: the caller decides where it waits for the disk.
+    s.put("during", &j(json!(1))).unwrap();
+    assert!(!s.checkpoint_due(), "not inside a transaction");
+    s.commit().unwrap();
+    s.checkpoint(false).unwrap();
+    assert!(!s.checkpoint_due());
+    s.put("after", &j(json!(2))).unwrap();
+    s.commit().unwrap();
+    let wal = std::fs::metadata(path.with_extension("sqlite-wal"))
+        .unwrap()
+        .len();
+    // It had grown past 16 MiB; after the checkpoint it is cut back to the size limit.
+    assert!(wal <= 4 * 1024 * 1024, "the WAL is cut back: {wal} bytes");
+    s.close().unwrap();
+    let mut s = open(&dir);
+    assert_eq!(s.kv_count().unwrap(), commits + 2);
+}
