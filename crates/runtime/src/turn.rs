@@ -191,7 +191,7 @@ impl Gate {
             if wrote {
                 let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
                 if s.checkpoint_due() {
-                    off_the_worker(|| s.checkpoint(false))?;
+                    off_the_worker(|| s.checkpoint())?;
                 }
                 // The commit stands whatever happens here: the writeback is only a help.
                 if let Some(wb) = &self.host.writeback

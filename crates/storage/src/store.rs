@@ -600,11 +600,10 @@ impl Storage {
         self.conn.is_autocommit() && self.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
     }
 
-    /// Copies the WAL into the database when it has grown (or at once with `force`), syncing
-    /// the WAL before and the database after, so the WAL can be reused safely. Must be called
-    /// outside a transaction.
-    pub fn checkpoint(&mut self, force: bool) -> Result<(), StorageError> {
-        if !self.conn.is_autocommit() || !(force || self.checkpoint_due()) {
+    /// Copies the WAL into the database when it has grown, syncing the WAL before and the
+    /// database after, so the WAL can be reused safely. Must be called outside a transaction.
+    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        if !self.checkpoint_due() {
             return Ok(());
         }
         // `Deferred` mode runs with syncs off; a checkpoint needs them.

@@ -348,7 +348,7 @@ fn deferred_sync_mode_is_durable_after_wal_sync_and_close() {
         s.commit().unwrap();
         if i % 100 == 0 {
             s.wal_file().unwrap().sync_data().unwrap();
-            s.checkpoint(false).unwrap();
+            s.checkpoint().unwrap();
         }
     }
     s.close().unwrap();
@@ -546,7 +546,7 @@ fn a_grown_wal_is_due_for_a_checkpoint_and_the_checkpoint_keeps_everything() {
     s.put("during", &j(json!(1))).unwrap();
     assert!(!s.checkpoint_due(), "not inside a transaction");
     s.commit().unwrap();
-    s.checkpoint(false).unwrap();
+    s.checkpoint().unwrap();
     assert!(!s.checkpoint_due());
     s.put("after", &j(json!(2))).unwrap();
     s.commit().unwrap();
