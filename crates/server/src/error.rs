@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 tokio::task_local! {
     /// The id of the request being served, for error bodies and logs.
-    pub static REQUEST_ID: String;
+    pub static REQUEST_ID: axum::http::HeaderValue;
 }
 
 #[derive(Debug)]
@@ -78,7 +78,9 @@ impl From<ObjectError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let request_id = REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default();
+        let request_id = REQUEST_ID
+            .try_with(|id| id.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
         let mut error =
             json!({ "code": self.code, "message": self.message, "requestId": request_id });
         if let Some(d) = self.details {

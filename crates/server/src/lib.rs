@@ -28,7 +28,7 @@ pub use names::{RESERVED, check_object_name, encode as encode_object_name};
 pub use outbound::HttpOutbound;
 
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -194,27 +194,42 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
     )
 }
 
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Gives every request an id (`x-request-id`), used in error bodies and the request's span.
+/// The client's id is kept when it is a short, printable one.
 async fn request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-    let span =
-        tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+        .get(&REQUEST_ID_HEADER)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    let span = tracing::debug_span!(
+        "request",
+        id = id.to_str().unwrap_or_default(),
+        method = %req.method(),
+        path = %req.uri().path()
+    );
     let mut res = error::REQUEST_ID
         .scope(
             id.clone(),
             tracing::Instrument::instrument(next.run(req), span),
         )
         .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert("x-request-id", v);
-    }
+    res.headers_mut().insert(REQUEST_ID_HEADER, id);
     res
+}
+
+/// 16 random hex digits, written straight into the header value.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u64>();
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&digits).expect("hex digits make a valid header value")
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -396,16 +411,52 @@ async fn method_not_allowed() -> ApiError {
 
 /// `scheme://host` of the request, honoring `X-Forwarded-Proto` / `X-Forwarded-Host`.
 pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+    origin_of(
+        headers.get("x-forwarded-proto"),
+        headers.get("x-forwarded-host"),
+        headers.get(axum::http::header::HOST),
+    )
+}
+
+fn origin_of(
+    forwarded_proto: Option<&HeaderValue>,
+    forwarded_host: Option<&HeaderValue>,
+    host: Option<&HeaderValue>,
+) -> String {
+    // A forwarded header may list every proxy on the way: the first is the client's.
+    let first = |v: Option<&HeaderValue>| {
+        v.and_then(|v| v.to_str().ok())
             .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let proto = get("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = get("x-forwarded-host")
-        .or_else(|| get("host"))
+    let proto = first(forwarded_proto).unwrap_or_else(|| "http".into());
+    let host = first(forwarded_host)
+        .or_else(|| first(host))
         .unwrap_or_else(|| "localhost".into());
     format!("{proto}://{host}")
+}
+
+/// A request's origin, worked out when first asked for: an RPC session needs it only when
+/// it hands out an object's API, not for every call.
+pub(crate) struct LazyOrigin {
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host` and `Host`.
+    headers: [Option<HeaderValue>; 3],
+    value: std::sync::OnceLock<String>,
+}
+
+impl LazyOrigin {
+    pub(crate) fn new(headers: &axum::http::HeaderMap) -> LazyOrigin {
+        LazyOrigin {
+            headers: ["x-forwarded-proto", "x-forwarded-host", "host"]
+                .map(|name| headers.get(name).cloned()),
+            value: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &str {
+        self.value.get_or_init(|| {
+            let [proto, forwarded_host, host] = &self.headers;
+            origin_of(proto.as_ref(), forwarded_host.as_ref(), host.as_ref())
+        })
+    }
 }

@@ -37,7 +37,7 @@ const CLOSE_ABORT: u16 = 3000;
 pub(crate) async fn root_rpc(State(app): State<AppState>, req: Request) -> Response {
     let root = Stub::new(RootApi {
         app: app.clone(),
-        origin: crate::origin(req.headers()),
+        origin: crate::LazyOrigin::new(req.headers()),
     });
     serve(app, root, req).await
 }
@@ -212,7 +212,7 @@ fn api_error(e: ApiError) -> RpcError {
 /// The root: `object(name)` gives an object's API.
 struct RootApi {
     app: AppState,
-    origin: String,
+    origin: crate::LazyOrigin,
 }
 
 #[async_trait]
@@ -230,7 +230,7 @@ impl RpcTarget for RootApi {
                 Ok(RpcValue::Stub(Stub::new(ObjectApi::new(
                     self.app.clone(),
                     target,
-                    &self.origin,
+                    self.origin.get(),
                 ))))
             }
             // Returns its argument: a check of the connection and of value encoding.
