@@ -411,12 +411,12 @@ async fn method_not_allowed() -> ApiError {
 
 /// `scheme://host` of the request, honoring `X-Forwarded-Proto` / `X-Forwarded-Host`.
 pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
-    origin_of(
-        headers.get("x-forwarded-proto"),
-        headers.get("x-forwarded-host"),
-        headers.get(axum::http::header::HOST),
-    )
+    let [proto, forwarded_host, host] = ORIGIN_HEADERS.map(|name| headers.get(name));
+    origin_of(proto, forwarded_host, host)
 }
+
+/// The headers an origin is made of, in the order [`origin_of`] takes them.
+const ORIGIN_HEADERS: [&str; 3] = ["x-forwarded-proto", "x-forwarded-host", "host"];
 
 fn origin_of(
     forwarded_proto: Option<&HeaderValue>,
@@ -439,7 +439,7 @@ fn origin_of(
 /// A request's origin, worked out when first asked for: an RPC session needs it only when
 /// it hands out an object's API, not for every call.
 pub(crate) struct LazyOrigin {
-    /// `X-Forwarded-Proto`, `X-Forwarded-Host` and `Host`.
+    /// The values of [`ORIGIN_HEADERS`].
     headers: [Option<HeaderValue>; 3],
     value: std::sync::OnceLock<String>,
 }
@@ -447,8 +447,7 @@ pub(crate) struct LazyOrigin {
 impl LazyOrigin {
     pub(crate) fn new(headers: &axum::http::HeaderMap) -> LazyOrigin {
         LazyOrigin {
-            headers: ["x-forwarded-proto", "x-forwarded-host", "host"]
-                .map(|name| headers.get(name).cloned()),
+            headers: ORIGIN_HEADERS.map(|name| headers.get(name).cloned()),
             value: std::sync::OnceLock::new(),
         }
     }
