@@ -187,8 +187,6 @@ impl Gate {
             let wrote = s.commit()?;
             if wrote {
                 self.host.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            if wrote {
                 let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
                 if s.checkpoint_due() {
                     off_the_worker(|| s.checkpoint())?;
