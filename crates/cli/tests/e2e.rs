@@ -363,6 +363,31 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     assert_eq!(kv_get(&c, &s, "a%2Fb", "k").await, Some(json!(1)));
 }
 
+/// A body far over the limit gets its 413, not a reset connection: the server reads the rest
+/// of it (for a while) before it answers and closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upload_is_answered_413_not_reset() {
+    let (_dir, state) = state_dir();
+    let s = Server::start(&state, &[]);
+    let c = client();
+    for round in 0..5 {
+        let res = c
+            .put(s.url("/acme/_storage/kv/huge"))
+            .body(vec![b'1'; 24 * 1024 * 1024])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(res.status(), 413, "round {round}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+    assert_eq!(
+        kv_get(&c, &s, "acme", "huge").await,
+        None,
+        "nothing written"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_listing_pages_with_cursors() {
     let (_dir, state) = state_dir();

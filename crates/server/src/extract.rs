@@ -47,15 +47,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Target {
     }
 }
 
+/// How long the rest of a refused body is read before the refusal goes out anyway.
+const DRAIN_REFUSED_BODY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads a request body within the configured limit (`DefaultBodyLimit`): an oversize body
 /// is a 413, any other failure a 400.
 pub async fn body_bytes(req: Request) -> Result<(Parts, Bytes), ApiError> {
-    let (parts, body) = req.with_limited_body().into_parts();
+    let (parts, mut body) = req.with_limited_body().into_parts();
     if body.size_hint().exact() == Some(0) {
         return Ok((parts, Bytes::new()));
     }
-    let bytes = body.collect().await.map_err(body_error)?.to_bytes();
-    Ok((parts, bytes))
+    match (&mut body).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(e) if is_over_limit(&e) => {
+            drain(&mut body).await;
+            Err(ApiError::payload_too_large(
+                "the request body is larger than the server's limit",
+            ))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+/// Reads and drops the rest of a body over the limit, for a bounded time. A connection closed
+/// while the client is still sending is reset, and the client then sees a broken pipe instead
+/// of the 413; reading on lets it finish sending and read the answer.
+async fn drain(body: &mut axum::body::Body) {
+    let rest = async {
+        // Past the limit, every data frame is an error of the limit's: read on through those.
+        while let Some(frame) = body.frame().await {
+            if let Err(e) = frame
+                && !is_over_limit(&e)
+            {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_REFUSED_BODY_FOR, rest).await;
 }
 
 /// The whole body, within the server's limit, when the rest of the request is not needed.
@@ -63,17 +93,16 @@ pub async fn body_only(req: Request) -> Result<Bytes, ApiError> {
     Ok(body_bytes(req).await?.1)
 }
 
-fn body_error(e: axum::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+/// The body went past the server's limit (and was not cut off for another reason).
+fn is_over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.is::<LengthLimitError>() {
-            return ApiError::payload_too_large(
-                "the request body is larger than the server's limit",
-            );
+            return true;
         }
         source = err.source();
     }
-    ApiError::bad_request(format!("could not read the request body: {e}"))
+    false
 }
 
 /// A JSON body; malformed JSON or the wrong shape is a 400 naming the problem.
