@@ -12,7 +12,7 @@ use dotdo_stores::{
     Cursor, ListQuery, Sort, StoreError, objects, query, relationships, schema, search,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 fn store_error(e: StoreError) -> ObjectError {
     match e {
@@ -25,16 +25,22 @@ fn store_error(e: StoreError) -> ObjectError {
 }
 
 /// A thing as a record: meta and data apart, so no data key can shadow the meta.
-pub fn record(t: &Thing) -> Value {
-    json!({
-        "collection": t.collection,
-        "id": t.id,
-        "version": t.version,
-        "createdAt": t.created_at,
-        "updatedAt": t.updated_at,
-        "deletedAt": t.deleted_at,
-        "data": t.data,
-    })
+pub fn record(t: Thing) -> Value {
+    let fields = [
+        ("collection", Value::String(t.collection)),
+        ("id", Value::String(t.id)),
+        ("version", t.version.into()),
+        ("createdAt", t.created_at.into()),
+        ("updatedAt", t.updated_at.into()),
+        ("deletedAt", t.deleted_at.into()),
+        ("data", Value::Object(t.data)),
+    ];
+    // Inserted one by one: collecting would sort them first, which costs more here.
+    let mut out = Map::new();
+    for (k, v) in fields {
+        out.insert(k.into(), v);
+    }
+    Value::Object(out)
 }
 
 /// `contacts` → `Contact`, `line-items` → `LineItem`, `companies` → `Company`.
@@ -211,7 +217,7 @@ impl BusinessObject {
     fn announce(&self, t: &Thing, verb: &str) -> Result<(), ObjectError> {
         let kind = format!("{}.{verb}", type_name(&t.collection));
         let subject = format!("{}/{}", t.collection, t.id);
-        self.cx.send(&kind, Some(&subject), record(t))?;
+        self.cx.send(&kind, Some(&subject), record(t.clone()))?;
         Ok(())
     }
 
@@ -225,7 +231,7 @@ impl BusinessObject {
                 let t = self
                     .stores(|c| things::create(c, &w.collection, id.as_deref(), body.data, now))?;
                 self.announce(&t, "created")?;
-                Ok(record(&t))
+                Ok(record(t))
             }
             "things.replace" | "things.merge" => {
                 let w: Write = args(method, a)?;
@@ -249,7 +255,7 @@ impl BusinessObject {
                     Ok((t, verbs))
                 })?;
                 self.announce(&t, "updated")?;
-                let mut out = record(&t);
+                let mut out = record(t);
                 out["verbs"] = json!(verbs);
                 Ok(out)
             }
@@ -260,7 +266,7 @@ impl BusinessObject {
                 for t in &gone {
                     self.announce(t, "deleted")?;
                 }
-                Ok(json!({ "deleted": gone.iter().map(record).collect::<Vec<_>>() }))
+                Ok(json!({ "deleted": gone.into_iter().map(record).collect::<Vec<_>>() }))
             }
             "things.get" => {
                 let r: ThingRef = args(method, a)?;
@@ -271,7 +277,7 @@ impl BusinessObject {
                     let verbs = relationships::verbs(c, &format!("{}/{}", r.collection, r.id))?;
                     Ok((t, verbs))
                 })?;
-                let mut out = record(&t);
+                let mut out = record(t);
                 out["verbs"] = json!(verbs);
                 Ok(out)
             }
@@ -304,7 +310,7 @@ impl BusinessObject {
                     ))
                 })?;
                 Ok(json!({
-                    "items": p.items.iter().map(record).collect::<Vec<_>>(),
+                    "items": p.items.into_iter().map(record).collect::<Vec<_>>(),
                     "next": p.next.map(|c| c.encode(&sort)),
                     "prev": p.prev.map(|c| c.encode(&sort)),
                     "last": Cursor::End.encode(&sort),
@@ -391,7 +397,7 @@ impl BusinessObject {
                     let mut targets = Vec::new();
                     for l in &links {
                         targets.push(match relationships::local(&l.to) {
-                            Some((coll, id)) => things::get(c, coll, id)?.map(|t| record(&t)),
+                            Some((coll, id)) => things::get(c, coll, id)?.map(record),
                             None => None,
                         });
                     }
@@ -420,7 +426,7 @@ impl BusinessObject {
                 let hits =
                     self.stores_read(|c| search::search(c, &s.q, s.collection.as_deref(), limit))?;
                 Ok(
-                    json!({ "items": hits.iter().map(|h| json!({ "thing": record(&h.thing), "rank": h.rank })).collect::<Vec<_>>() }),
+                    json!({ "items": hits.into_iter().map(|h| json!({ "thing": record(h.thing), "rank": h.rank })).collect::<Vec<_>>() }),
                 )
             }
             "objects.register" => {

@@ -5,7 +5,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Target;
-use crate::things_api::{Urls, render};
+use crate::things_api::{Urls, render, render_things_in};
 use crate::values::{json_to_sql, sql_result_json};
 use crate::workflow_api::call;
 use serde_json::{Map, Value, json};
@@ -316,16 +316,6 @@ impl ToolDef {
     }
 }
 
-/// Renders the `thing` of each item as linked JSON (with its `$id` URL), as REST does.
-fn with_things(mut page: Value, urls: &Urls) -> Value {
-    for item in page["items"].as_array_mut().into_iter().flatten() {
-        if item["thing"].is_object() {
-            item["thing"] = render(urls, &item["thing"]);
-        }
-    }
-    page
-}
-
 /// Runs a tool whose arguments passed its schema.
 pub(crate) async fn run(
     app: &AppState,
@@ -337,7 +327,7 @@ pub(crate) async fn run(
     a.remove("object");
     let args = Value::Object(a.clone());
     let get = |k: &str| a.get(k).cloned().unwrap_or(Value::Null);
-    let thing = |rec: &Value| render(urls, rec);
+    let thing = |rec: &Value| render::<Value>(urls, rec.clone());
     Ok(match tool {
         "collections_list" => call(app, t, "collections.list", Value::Null).await?,
         "things_list" => {
@@ -391,9 +381,15 @@ pub(crate) async fn run(
                     q[k] = v.clone();
                 }
             }
-            with_things(call(app, t, "things.related", q).await?, urls)
+            let mut page = call(app, t, "things.related", q).await?;
+            render_things_in(urls, &mut page);
+            page
         }
-        "search" => with_things(call(app, t, "search", args).await?, urls),
+        "search" => {
+            let mut hits = call(app, t, "search", args).await?;
+            render_things_in(urls, &mut hits);
+            hits
+        }
         "events_emit" => call(app, t, "events.emit", args).await?,
         "events_list" => call(app, t, "events.list", args).await?,
         "actions_run" => call(app, t, "actions.create", args).await?,

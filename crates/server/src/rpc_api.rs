@@ -261,19 +261,17 @@ impl ObjectRef {
     }
 
     /// A thing record as the client sees it: the same linked JSON as REST.
-    fn thing(&self, rec: &Value) -> RpcValue {
-        RpcValue::from(crate::things_api::render(&self.urls, rec))
+    fn thing(&self, rec: Value) -> RpcValue {
+        crate::things_api::render(&self.urls, rec)
     }
 
-    fn things(&self, items: &Value) -> RpcValue {
-        RpcValue::Array(
-            items
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| self.thing(r))
-                .collect(),
-        )
+    fn things(&self, items: Value) -> RpcValue {
+        match items {
+            Value::Array(items) => {
+                RpcValue::Array(items.into_iter().map(|r| self.thing(r)).collect())
+            }
+            _ => RpcValue::Array(Vec::new()),
+        }
     }
 }
 
@@ -438,19 +436,8 @@ impl RpcTarget for ObjectApi {
                 let mut q = Map::new();
                 q.insert("q".into(), json!(a.string(0, "q")?));
                 options_into(method, a.options(1, "options")?, &["type", "limit"], &mut q)?;
-                let r = o.call("search", Value::Object(q)).await?;
-                let mut out = r.clone();
-                if let Some(items) = r.get("items") {
-                    let mut list = Vec::new();
-                    for hit in items.as_array().into_iter().flatten() {
-                        let mut h = hit.clone();
-                        if let Some(t) = hit.get("thing") {
-                            h["thing"] = o.thing(t).to_json()?;
-                        }
-                        list.push(h);
-                    }
-                    out["items"] = Value::Array(list);
-                }
+                let mut out = o.call("search", Value::Object(q)).await?;
+                crate::things_api::render_things_in(&o.urls, &mut out);
                 Ok(RpcValue::from(out))
             }
             "emit" => {
@@ -501,7 +488,7 @@ impl CollectionApi {
                 json!({ "collection": self.collection, "id": id, "body": body }),
             )
             .await?;
-        Ok(self.o.thing(&r))
+        Ok(self.o.thing(r))
     }
 }
 
@@ -545,9 +532,9 @@ impl RpcTarget for CollectionApi {
                     }
                 }
                 q.insert("filters".into(), Value::Array(filters));
-                let r = self.o.call("things.list", Value::Object(q)).await?;
+                let mut r = self.o.call("things.list", Value::Object(q)).await?;
                 Ok(RpcValue::Object(vec![
-                    ("items".into(), self.o.things(&r["items"])),
+                    ("items".into(), self.o.things(r["items"].take())),
                     ("count".into(), RpcValue::from(r["count"].clone())),
                     ("next".into(), RpcValue::from(r["next"].clone())),
                     ("prev".into(), RpcValue::from(r["prev"].clone())),
@@ -559,7 +546,7 @@ impl RpcTarget for CollectionApi {
                     .o
                     .call("things.get", json!({ "collection": c, "id": id }))
                     .await?;
-                Ok(self.o.thing(&r))
+                Ok(self.o.thing(r))
             }
             "create" => self.write("things.create", None, a.json(0, "data")?).await,
             "update" => {
@@ -667,17 +654,8 @@ impl RpcTarget for RelationshipsApi {
                     &["after", "limit"],
                     &mut q,
                 )?;
-                let r = o.call("things.related", Value::Object(q)).await?;
-                let mut out = r.clone();
-                let mut items = Vec::new();
-                for x in r["items"].as_array().into_iter().flatten() {
-                    let mut x = x.clone();
-                    if let Some(t) = x.get("thing").filter(|t| t.is_object()) {
-                        x["thing"] = o.thing(t).to_json()?;
-                    }
-                    items.push(x);
-                }
-                out["items"] = Value::Array(items);
+                let mut out = o.call("things.related", Value::Object(q)).await?;
+                crate::things_api::render_things_in(&o.urls, &mut out);
                 Ok(RpcValue::from(out))
             }
             _ => Err(RpcError::not_a_function(method)),

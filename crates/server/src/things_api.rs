@@ -82,16 +82,16 @@ impl Urls {
     /// The URLs of the object `name` on the server at `origin` (`scheme://host`).
     pub fn at(origin: &str, name: &str) -> Urls {
         Urls {
-            object: format!("{origin}/{}", crate::names::encode(name)),
+            object: path(&[origin, &crate::names::encode(name)]),
             origin: origin.to_string(),
             name: name.to_string(),
         }
     }
     pub fn collection(&self, c: &str) -> String {
-        format!("{}/{c}", self.object)
+        path(&[&self.object, c])
     }
     pub fn item(&self, c: &str, id: &str) -> String {
-        format!("{}/{c}/{id}", self.object)
+        path(&[&self.object, c, id])
     }
     /// A relationship end as a URL: local `collection/id` refs become item URLs.
     pub fn reference(&self, r: &str) -> String {
@@ -121,44 +121,124 @@ impl Urls {
     }
 }
 
-/// A thing record as linked JSON.
-pub(crate) fn render(u: &Urls, rec: &Value) -> Value {
-    let c = rec["collection"].as_str().unwrap_or_default();
-    let id = rec["id"].as_str().unwrap_or_default();
-    let item = u.item(c, id);
-    let mut out = Map::new();
-    out.insert("$context".into(), json!(u.object));
-    out.insert("$type".into(), json!(u.collection(c)));
-    out.insert("$id".into(), json!(item));
-    out.insert("id".into(), json!(id));
-    if let Some(data) = rec["data"].as_object() {
-        for (k, v) in data {
-            out.insert(k.clone(), v.clone());
+/// `a/b/…`: URLs are joined without the formatting machinery, which costs more than the
+/// copying on a read that renders a thing.
+fn path(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// A tree linked JSON is built as: JSON for REST and MCP, RPC values for Cap'n Web. Reads over
+/// RPC answer mostly with things, so they are built as RPC values directly, not converted.
+pub(crate) trait Linked: Sized {
+    fn text(s: String) -> Self;
+    fn json(v: Value) -> Self;
+    fn object(fields: Vec<(String, Self)>) -> Self;
+}
+
+impl Linked for Value {
+    fn text(s: String) -> Self {
+        Value::String(s)
+    }
+    fn json(v: Value) -> Self {
+        v
+    }
+    fn object(fields: Vec<(String, Self)>) -> Self {
+        Value::Object(fields.into_iter().collect())
+    }
+}
+
+impl Linked for dotdo_rpc::RpcValue {
+    fn text(s: String) -> Self {
+        dotdo_rpc::RpcValue::String(s)
+    }
+    fn json(v: Value) -> Self {
+        dotdo_rpc::RpcValue::from_json(v)
+    }
+    fn object(fields: Vec<(String, Self)>) -> Self {
+        dotdo_rpc::RpcValue::Object(fields)
+    }
+}
+
+/// A thing record as linked JSON: its URLs, its data, its versions, its links and actions.
+/// A data field named like one of those (only possible in rows not written through the stores)
+/// is left out rather than shadow it.
+pub(crate) fn render<T: Linked>(u: &Urls, rec: Value) -> T {
+    let Value::Object(mut rec) = rec else {
+        return T::object(Vec::new());
+    };
+    let mut take = |k: &str| rec.remove(k).unwrap_or(Value::Null);
+    let text = |v: Value| match v {
+        Value::String(s) => s,
+        _ => String::new(),
+    };
+    let (c, id) = (text(take("collection")), text(take("id")));
+    let (data, verbs) = (take("data"), take("verbs"));
+    let item = u.item(&c, &id);
+    let collection = u.collection(&c);
+    let action = |method: &str, href: String| {
+        T::object(vec![
+            ("method".into(), T::text(method.into())),
+            ("href".into(), T::text(href)),
+        ])
+    };
+
+    let mut links = Vec::with_capacity(3 + verbs.as_array().map_or(0, Vec::len));
+    links.push(("collection".into(), T::text(collection.clone())));
+    links.push(("history".into(), T::text(path(&[&item, "history"]))));
+    links.push(("edit".into(), T::text(path(&[&item, "edit"]))));
+    if let Value::Array(verbs) = verbs {
+        for verb in verbs {
+            // `history` and `edit` are routes of their own, so a verb of that name has no link.
+            if let Value::String(v) = verb
+                && !["collection", "history", "edit"].contains(&v.as_str())
+            {
+                let href = path(&[&item, &v]);
+                links.push((v, T::text(href)));
+            }
+        }
+    }
+
+    let data = match data {
+        Value::Object(data) => data,
+        _ => Map::new(),
+    };
+    let mut out = Vec::with_capacity(9 + data.len());
+    out.push(("$context".into(), T::text(u.object.clone())));
+    out.push(("$type".into(), T::text(collection)));
+    out.push(("$id".into(), T::text(item.clone())));
+    out.push(("id".into(), T::text(id)));
+    for (k, v) in data {
+        if !k.starts_with('$') && !dotdo_stores::things::META_KEYS.contains(&k.as_str()) {
+            out.push((k, T::json(v)));
         }
     }
     for k in ["version", "createdAt", "updatedAt"] {
-        out.insert(k.into(), rec[k].clone());
+        out.push((k.into(), T::json(take(k))));
     }
-    let mut links = json!({
-        "collection": u.collection(c),
-        "history": format!("{item}/history"),
-        "edit": format!("{item}/edit"),
-    });
-    for verb in rec["verbs"].as_array().into_iter().flatten() {
-        if let Some(v) = verb.as_str() {
-            links[v] = json!(format!("{item}/{v}"));
+    out.push(("links".into(), T::object(links)));
+    let actions = vec![
+        ("update".into(), action("PUT", item.clone())),
+        ("patch".into(), action("PATCH", item.clone())),
+        ("delete".into(), action("DELETE", item)),
+    ];
+    out.push(("actions".into(), T::object(actions)));
+    T::object(out)
+}
+
+/// Renders the `thing` of each of a page's items (search hits, related things) in place.
+pub(crate) fn render_things_in(u: &Urls, page: &mut Value) {
+    for item in page["items"].as_array_mut().into_iter().flatten() {
+        if item["thing"].is_object() {
+            item["thing"] = render(u, item["thing"].take());
         }
     }
-    out.insert("links".into(), links);
-    out.insert(
-        "actions".into(),
-        json!({
-            "update": { "method": "PUT", "href": item },
-            "patch": { "method": "PATCH", "href": item },
-            "delete": { "method": "DELETE", "href": item },
-        }),
-    );
-    Value::Object(out)
 }
 
 /// The version an `If-Match` header asks for (`"3"`, `W/"3"` or `3`).
@@ -218,7 +298,7 @@ async fn list(
         }
     }
     args["filters"] = json!(filters);
-    let page = call(&app, &t, "things.list", args).await?;
+    let mut page = call(&app, &t, "things.list", args).await?;
     let base = u.collection(&collection);
     let sort = page["sort"].as_str().unwrap_or("createdAt").to_string();
     let mut common = format!("sort={}", enc(&sort));
@@ -263,12 +343,10 @@ async fn list(
     .iter()
     .map(|s| (s.to_string(), json!(format!("{base}?sort={}", enc(s)))))
     .collect();
-    let items: Vec<Value> = page["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| render(&u, r))
-        .collect();
+    let items: Vec<Value> = match page["items"].take() {
+        Value::Array(items) => items.into_iter().map(|r| render(&u, r)).collect(),
+        _ => Vec::new(),
+    };
     Ok(Json(json!({
         "$context": u.object,
         "$type": base,
@@ -303,7 +381,7 @@ async fn create(
     )
     .await?;
     let u = Urls::new(&headers, &t);
-    let out = render(&u, &rec);
+    let out: Value = render(&u, rec.clone());
     let mut res = (StatusCode::CREATED, Json(out.clone())).into_response();
     if let Some(v) = out["$id"]
         .as_str()
@@ -317,9 +395,10 @@ async fn create(
     Ok(res)
 }
 
-fn item_response(u: &Urls, rec: &Value) -> Response {
-    let mut res = Json(render(u, rec)).into_response();
-    if let Some(e) = etag(rec) {
+fn item_response(u: &Urls, rec: Value) -> Response {
+    let etag = etag(&rec);
+    let mut res = Json(render::<Value>(u, rec)).into_response();
+    if let Some(e) = etag {
         res.headers_mut().insert(header::ETAG, e);
     }
     res
@@ -333,7 +412,7 @@ async fn get_item(
 ) -> Result<Response, ApiError> {
     let args = json!({ "collection": param(&p, "collection")?, "id": param(&p, "id")? });
     let rec = call(&app, &t, "things.get", args).await?;
-    Ok(item_response(&Urls::new(&headers, &t), &rec))
+    Ok(item_response(&Urls::new(&headers, &t), rec))
 }
 
 async fn write(
@@ -350,7 +429,7 @@ async fn write(
         args["version"] = json!(v);
     }
     let rec = call(app, t, method, args).await?;
-    Ok(item_response(&Urls::new(headers, t), &rec))
+    Ok(item_response(&Urls::new(headers, t), rec))
 }
 
 async fn replace(
@@ -452,7 +531,7 @@ async fn related(
         .into_iter()
         .flatten()
         .map(|x| match x["thing"].is_object() {
-            true => render(&u, &x["thing"]),
+            true => render(&u, x["thing"].clone()),
             false => {
                 json!({ "$id": u.reference(x["relationship"]["to"].as_str().unwrap_or_default()) })
             }
@@ -488,7 +567,7 @@ async fn edit(
     let args = json!({ "collection": param(&p, "collection")?, "id": param(&p, "id")? });
     let rec = call(&app, &t, "things.get", args).await?;
     let u = Urls::new(&headers, &t);
-    let item = render(&u, &rec);
+    let item: Value = render(&u, rec.clone());
     let href = item["$id"].as_str().unwrap_or_default().to_string();
     let data = serde_json::to_string_pretty(&rec["data"]).unwrap_or_default();
     let version = rec["version"].as_i64().unwrap_or(0);
@@ -575,7 +654,7 @@ async fn search(
         .into_iter()
         .flatten()
         .map(|h| {
-            let mut r = render(&u, &h["thing"]);
+            let mut r: Value = render(&u, h["thing"].clone());
             r["$rank"] = h["rank"].clone();
             r
         })
@@ -721,4 +800,70 @@ async fn forget_object(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dotdo_rpc::RpcValue;
+
+    fn record() -> Value {
+        json!({
+            "collection": "contacts", "id": "ada", "version": 3, "createdAt": 1, "updatedAt": 2,
+            "deletedAt": null,
+            // Rows written around the stores could hold meta names in their data.
+            "data": { "name": "Ada", "$id": "elsewhere", "links": "none", "version": 9 },
+            "verbs": ["manages", "history"],
+        })
+    }
+
+    #[test]
+    fn a_thing_renders_alike_as_json_and_as_an_rpc_value() {
+        let u = Urls::at("http://h", "acme");
+        let item = "http://h/acme/contacts/ada";
+        let expected = json!({
+            "$context": "http://h/acme",
+            "$type": "http://h/acme/contacts",
+            "$id": item,
+            "id": "ada",
+            "name": "Ada",
+            "version": 3, "createdAt": 1, "updatedAt": 2,
+            "links": {
+                "collection": "http://h/acme/contacts",
+                "history": format!("{item}/history"),
+                "edit": format!("{item}/edit"),
+                "manages": format!("{item}/manages"),
+            },
+            "actions": {
+                "update": { "method": "PUT", "href": item },
+                "patch": { "method": "PATCH", "href": item },
+                "delete": { "method": "DELETE", "href": item },
+            },
+        });
+        let as_json: Value = render(&u, record());
+        assert_eq!(as_json, expected);
+        let as_rpc: RpcValue = render(&u, record());
+        assert_eq!(as_rpc.to_json().unwrap(), expected);
+        // No key twice (an RPC object is a list of fields).
+        let RpcValue::Object(fields) = as_rpc else {
+            panic!("not an object")
+        };
+        let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), fields.len());
+    }
+
+    #[test]
+    fn things_in_a_page_are_rendered_in_place() {
+        let u = Urls::at("http://h", "acme");
+        let mut page = json!({ "items": [{ "thing": record(), "rank": 1.5 }, { "thing": null }] });
+        render_things_in(&u, &mut page);
+        assert_eq!(
+            page["items"][0]["thing"]["$id"],
+            "http://h/acme/contacts/ada"
+        );
+        assert_eq!(page["items"][0]["rank"], 1.5);
+        assert_eq!(page["items"][1]["thing"], Value::Null);
+    }
 }
