@@ -91,7 +91,7 @@ impl Storage {
         params: &[SqlValue],
         read_only: bool,
     ) -> Result<SqlResult, StorageError> {
-        self.begin()?;
+        self.begin_write()?;
         let undo = self.exec_undo_point();
         if undo == UndoPoint::Own {
             self.run_cached("SAVEPOINT _do_exec")?;

@@ -90,9 +90,11 @@ pub struct Storage {
     /// SQLite dropped the open transaction behind our back.
     aborted: bool,
     savepoint_depth: u32,
-    /// The running segment began inside an open transaction, at a savepoint: the value is
-    /// whether the transaction held writes before it.
+    /// The running segment began inside an open transaction: the value is whether the
+    /// transaction held writes before it. Its savepoint is made at its first write.
     segment: Option<bool>,
+    /// The running segment's savepoint exists (see [`Storage::begin_write`]).
+    segment_savepoint: bool,
     /// The running segment wrote (see [`Storage::segment_wrote`]).
     segment_wrote: bool,
     /// Alarm slot changed in the open transaction: the caller must update its index.
@@ -170,6 +172,7 @@ impl Storage {
             savepoint_depth: 0,
             segment: None,
             segment_wrote: false,
+            segment_savepoint: false,
             alarm_changed: false,
             wal_pages,
             wal: None,
@@ -218,6 +221,18 @@ impl Storage {
         Ok(())
     }
 
+    /// [`Storage::begin`] for an operation that may write: also makes the running segment's
+    /// savepoint, so that its writes can be undone alone. Made here rather than when the
+    /// segment begins, a segment that only reads costs no statements (reads are most turns).
+    pub(crate) fn begin_write(&mut self) -> Result<(), StorageError> {
+        self.begin()?;
+        if self.segment.is_some() && !self.segment_savepoint && !self.aborted {
+            self.run_cached("SAVEPOINT _do_segment")?;
+            self.segment_savepoint = true;
+        }
+        Ok(())
+    }
+
     pub(crate) fn mark_dirty(&mut self) {
         self.dirty = true;
         self.segment_wrote = true;
@@ -234,13 +249,19 @@ impl Storage {
         &mut self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StorageError> {
-        self.begin()?;
+        self.begin_write()?;
+        let out = self.run(f)?;
+        self.mark_dirty();
+        Ok(out)
+    }
+
+    /// Runs `f` in the open transaction, mapping a full database to `SizeLimit`.
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StorageError> {
         match f(&self.conn) {
-            Ok(v) => {
-                self.dirty = true;
-                self.segment_wrote = true;
-                Ok(v)
-            }
+            Ok(v) => Ok(v),
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
                 Err(StorageError::SizeLimit {
                     max_bytes: self.max_size_bytes,
@@ -261,18 +282,24 @@ impl Storage {
         self.write(f)
     }
 
-    /// Like [`Storage::internal`] for reads: the segment counts as written only if `f`
-    /// changed rows.
+    /// Like [`Storage::internal`] for reads, which make no savepoint. Rows `f` changes all
+    /// the same count as written; what it writes (a schema it found missing) stays even if
+    /// the running segment is undone, unless the segment had written before.
     pub fn internal_read<T>(
         &mut self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StorageError> {
-        let (before, was_dirty, segment_wrote) =
-            (self.conn.total_changes(), self.dirty, self.segment_wrote);
-        let out = self.write(f);
-        if self.conn.total_changes() == before {
-            self.dirty = was_dirty;
-            self.segment_wrote = segment_wrote;
+        self.begin()?;
+        let before = self.conn.total_changes();
+        let out = self.run(f);
+        if self.conn.total_changes() != before {
+            self.mark_dirty();
+            if let Some(was_dirty) = self.segment.as_mut()
+                && !self.segment_savepoint
+            {
+                // Undoing the segment leaves these writes, to commit with the rest.
+                *was_dirty = true;
+            }
         }
         out
     }
@@ -305,6 +332,7 @@ impl Storage {
         self.dirty = false;
         self.savepoint_depth = 0;
         self.segment = None;
+        self.segment_savepoint = false;
         Ok(wrote)
     }
 
@@ -319,25 +347,23 @@ impl Storage {
         self.aborted = false;
         self.savepoint_depth = 0;
         self.segment = None;
+        self.segment_savepoint = false;
         self.alarm_changed = false;
     }
 
     /// Starts a *segment*: a stretch of work that can be undone alone. Inside an open
-    /// transaction (earlier work waiting for a shared commit) it is a savepoint; otherwise
-    /// the segment is the transaction it will open, and undoing it is a rollback.
+    /// transaction (earlier work waiting for a shared commit) it is a savepoint, made at the
+    /// segment's first write; otherwise the segment is the transaction it will open, and
+    /// undoing it is a rollback.
     pub fn begin_segment(&mut self) -> Result<(), StorageError> {
         self.segment_wrote = false;
+        self.segment_savepoint = false;
         if self.aborted {
             // Earlier work is already lost; undoing this segment must not hide that.
             self.segment = Some(false);
             return Ok(());
         }
-        self.segment = None;
-        if self.conn.is_autocommit() {
-            return Ok(());
-        }
-        self.run_cached("SAVEPOINT _do_segment")?;
-        self.segment = Some(self.dirty);
+        self.segment = (!self.conn.is_autocommit()).then_some(self.dirty);
         Ok(())
     }
 
@@ -349,7 +375,9 @@ impl Storage {
     /// Ends the segment, keeping its writes in the open transaction. If that fails, the
     /// transaction is given up, and the next [`Storage::commit`] says so.
     pub fn end_segment(&mut self) -> Result<(), StorageError> {
+        let savepoint = std::mem::take(&mut self.segment_savepoint);
         if self.segment.take().is_some()
+            && savepoint
             && !self.conn.is_autocommit()
             && let Err(e) = self.run_cached("RELEASE _do_segment")
         {
@@ -363,12 +391,18 @@ impl Storage {
     /// whole transaction, earlier segments are lost too, and the next [`Storage::commit`]
     /// says so.
     pub fn rollback_segment(&mut self) {
+        let savepoint = std::mem::take(&mut self.segment_savepoint);
         let Some(was_dirty) = self.segment.take() else {
             return self.rollback();
         };
         if self.aborted || self.conn.is_autocommit() {
             // Stay aborted: the writes before this segment are gone as well.
             return self.give_up();
+        }
+        if !savepoint {
+            // The segment wrote nothing (a write makes the savepoint first).
+            self.dirty = was_dirty;
+            return;
         }
         match self
             .conn
@@ -402,7 +436,7 @@ impl Storage {
             UndoPoint::Own
         } else if !self.dirty {
             UndoPoint::Transaction
-        } else if self.segment.is_some() && !self.segment_wrote {
+        } else if self.segment_savepoint && !self.segment_wrote {
             UndoPoint::Segment
         } else {
             UndoPoint::Own
@@ -440,7 +474,7 @@ impl Storage {
         &mut self,
         f: impl FnOnce(&mut Storage) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        self.begin()?;
+        self.begin_write()?;
         self.savepoint_depth += 1;
         let name = format!("_do_tx{}", self.savepoint_depth);
         self.run_cached(&format!("SAVEPOINT {name}"))?;

@@ -436,6 +436,56 @@ fn a_segment_rolls_back_alone_inside_the_shared_transaction() {
 }
 
 #[test]
+fn a_segment_that_reads_first_still_undoes_its_writes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.put("earlier", &j(json!(1))).unwrap();
+    // The savepoint is made at the segment's first write, after its reads.
+    s.begin_segment().unwrap();
+    assert_eq!(s.get("earlier").unwrap(), Some(j(json!(1))));
+    s.put("mine", &j(json!(2))).unwrap();
+    s.transaction(|s| s.put("nested", &j(json!(3)))).unwrap();
+    s.rollback_segment();
+    // A segment that only read: undoing it undoes nothing.
+    s.begin_segment().unwrap();
+    assert_eq!(s.get("mine").unwrap(), None);
+    s.rollback_segment();
+    // A nested transaction as the first write.
+    s.begin_segment().unwrap();
+    s.transaction(|s| s.put("first", &j(json!(4)))).unwrap();
+    s.rollback_segment();
+    assert!(s.is_dirty(), "the earlier write still waits to commit");
+    assert!(s.commit().unwrap());
+    s.close().unwrap();
+    let mut s = open(&dir);
+    assert_eq!(s.get("earlier").unwrap(), Some(j(json!(1))));
+    for gone in ["mine", "nested", "first"] {
+        assert_eq!(s.get(gone).unwrap(), None, "{gone}");
+    }
+}
+
+#[test]
+fn a_schema_an_internal_read_creates_outlives_the_undone_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    s.put("earlier", &j(json!(1))).unwrap();
+    s.begin_segment().unwrap();
+    s.internal_read(|c| c.execute_batch("CREATE TABLE IF NOT EXISTS _do_made(x)"))
+        .unwrap();
+    s.put("mine", &j(json!(2))).unwrap();
+    s.rollback_segment();
+    assert!(s.commit().unwrap());
+    s.close().unwrap();
+    let mut s = open(&dir);
+    assert_eq!(s.get("earlier").unwrap(), Some(j(json!(1))));
+    assert_eq!(s.get("mine").unwrap(), None);
+    let made = s
+        .internal_read(|c| c.query_row("SELECT count(*) FROM _do_made", [], |r| r.get::<_, i64>(0)))
+        .unwrap();
+    assert_eq!(made, 0, "the table is there, empty");
+}
+
+#[test]
 fn a_segment_knows_whether_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(&dir);
