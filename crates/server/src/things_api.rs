@@ -170,16 +170,22 @@ impl Linked for dotdo_rpc::RpcValue {
 /// A data field named like one of those (only possible in rows not written through the stores)
 /// is left out rather than shadow it.
 pub(crate) fn render<T: Linked>(u: &Urls, rec: Value) -> T {
-    let Value::Object(mut rec) = rec else {
+    let Value::Object(rec) = rec else {
         return T::object(Vec::new());
     };
-    let mut take = |k: &str| rec.remove(k).unwrap_or(Value::Null);
-    let text = |v: Value| match v {
-        Value::String(s) => s,
-        _ => String::new(),
-    };
-    let (c, id) = (text(take("collection")), text(take("id")));
-    let (data, verbs) = (take("data"), take("verbs"));
+    let (mut c, mut id, mut data, mut verbs) = (String::new(), String::new(), Map::new(), vec![]);
+    let mut versions = Vec::with_capacity(3);
+    // One pass, moving the parts out (and the keys of those that keep their names).
+    for (k, v) in rec {
+        match (k.as_str(), v) {
+            ("collection", Value::String(s)) => c = s,
+            ("id", Value::String(s)) => id = s,
+            ("data", Value::Object(d)) => data = d,
+            ("verbs", Value::Array(v)) => verbs = v,
+            ("version" | "createdAt" | "updatedAt", v) => versions.push((k, T::json(v))),
+            _ => {}
+        }
+    }
     let item = u.item(&c, &id);
     let collection = u.collection(&c);
     let action = |method: &str, href: String| {
@@ -189,26 +195,20 @@ pub(crate) fn render<T: Linked>(u: &Urls, rec: Value) -> T {
         ])
     };
 
-    let mut links = Vec::with_capacity(3 + verbs.as_array().map_or(0, Vec::len));
+    let mut links = Vec::with_capacity(3 + verbs.len());
     links.push(("collection".into(), T::text(collection.clone())));
     links.push(("history".into(), T::text(path(&[&item, "history"]))));
     links.push(("edit".into(), T::text(path(&[&item, "edit"]))));
-    if let Value::Array(verbs) = verbs {
-        for verb in verbs {
-            // `history` and `edit` are routes of their own, so a verb of that name has no link.
-            if let Value::String(v) = verb
-                && !["collection", "history", "edit"].contains(&v.as_str())
-            {
-                let href = path(&[&item, &v]);
-                links.push((v, T::text(href)));
-            }
+    for verb in verbs {
+        // `history` and `edit` are routes of their own, so a verb of that name has no link.
+        if let Value::String(v) = verb
+            && !["collection", "history", "edit"].contains(&v.as_str())
+        {
+            let href = path(&[&item, &v]);
+            links.push((v, T::text(href)));
         }
     }
 
-    let data = match data {
-        Value::Object(data) => data,
-        _ => Map::new(),
-    };
     let mut out = Vec::with_capacity(9 + data.len());
     out.push(("$context".into(), T::text(u.object.clone())));
     out.push(("$type".into(), T::text(collection)));
@@ -219,9 +219,7 @@ pub(crate) fn render<T: Linked>(u: &Urls, rec: Value) -> T {
             out.push((k, T::json(v)));
         }
     }
-    for k in ["version", "createdAt", "updatedAt"] {
-        out.push((k.into(), T::json(take(k))));
-    }
+    out.extend(versions);
     out.push(("links".into(), T::object(links)));
     let actions = vec![
         ("update".into(), action("PUT", item.clone())),
