@@ -50,8 +50,8 @@ pub fn parse_message(text: &str) -> Result<Message, ProtocolError> {
     let Value::Array(mut parts) = v else {
         return Err(bad("a message is a JSON array"));
     };
-    let tag = match parts.first() {
-        Some(Value::String(t)) => t.clone(),
+    let tag = match parts.first_mut() {
+        Some(Value::String(t)) => std::mem::take(t),
         _ => return Err(bad("a message starts with its type")),
     };
     let id = |parts: &[Value]| -> Result<i64, ProtocolError> {
@@ -204,8 +204,9 @@ fn decode_array(mut parts: Vec<Value>, r: &mut dyn Resolver) -> Result<Expr, Pro
             .collect::<Result<_, _>>()?;
         return Ok(literal_or(Expr::Array(items)));
     }
-    let tag = match parts.first() {
-        Some(Value::String(t)) => t.clone(),
+    // The tag is moved out, not copied: the first part is not looked at again.
+    let tag = match parts.first_mut() {
+        Some(Value::String(t)) => std::mem::take(t),
         _ => {
             return Err(bad(
                 "unknown special value (an array must be escaped as [[…]])",
@@ -295,15 +296,15 @@ fn decode_array(mut parts: Vec<Value>, r: &mut dyn Resolver) -> Result<Expr, Pro
         "import" | "pipeline" => {
             arity(2, 4)?;
             let id = int(&parts[1], "the id")?;
-            let path = match parts.get(2) {
+            let path = match parts.get_mut(2).map(Value::take) {
                 None | Some(Value::Null) => Vec::new(),
                 Some(p) => decode_path(p)?,
             };
-            let args = match parts.get(3) {
+            let args = match parts.get_mut(3).map(Value::take) {
                 None | Some(Value::Null) => None,
                 Some(Value::Array(args)) => Some(
-                    args.iter()
-                        .map(|a| decode(a.clone(), r))
+                    args.into_iter()
+                        .map(|a| decode(a, r))
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 Some(_) => return Err(bad(format!("`{tag}` arguments must be a list"))),
@@ -325,7 +326,7 @@ fn decode_array(mut parts: Vec<Value>, r: &mut dyn Resolver) -> Result<Expr, Pro
         "remap" => {
             arity(5, 5)?;
             let base = r.export(int(&parts[1], "the id")?)?;
-            let path = decode_path(&parts[2])?;
+            let path = decode_path(parts[2].take())?;
             let Value::Array(captures) = parts[3].take() else {
                 return Err(bad("`remap` captures must be a list"));
             };
@@ -372,7 +373,7 @@ fn decode_capture(c: Value, r: &mut dyn Resolver) -> Result<Base, ProtocolError>
     }
 }
 
-fn decode_path(v: &Value) -> Result<Vec<String>, ProtocolError> {
+fn decode_path(v: Value) -> Result<Vec<String>, ProtocolError> {
     let Value::Array(parts) = v else {
         return Err(bad("a path is a list of property names"));
     };
@@ -380,9 +381,9 @@ fn decode_path(v: &Value) -> Result<Vec<String>, ProtocolError> {
         return Err(bad(format!("a path has at most {MAX_PATH} parts")));
     }
     parts
-        .iter()
+        .into_iter()
         .map(|p| match p {
-            Value::String(s) => Ok(s.clone()),
+            Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
             _ => Err(bad("a path holds strings and numbers")),
         })

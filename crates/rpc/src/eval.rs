@@ -177,10 +177,12 @@ pub(crate) fn apply(
 ) -> BoxFuture<'static, RpcResult> {
     Box::pin(async move {
         let mut cur = value;
-        for (i, key) in path.iter().enumerate() {
+        for i in 0..path.len() {
+            let key = &path[i];
             cur = match cur {
                 RpcValue::Stub(s) => {
-                    let rest = path[i..].to_vec();
+                    let mut rest = path;
+                    rest.drain(..i);
                     return match args {
                         Some(a) => s.0.call(rest, a).await,
                         None => s.0.get(rest).await,

@@ -553,18 +553,26 @@ type Ticket = (Option<oneshot::Receiver<()>>, oneshot::Sender<()>);
 /// Runs a push. A call waits for its target and arguments, then for the previous call on the
 /// same target to have started, then starts; dropping the ticket lets the next one start.
 async fn run_push(expr: Expr, ticket: Option<Ticket>) -> RpcResult {
-    let (Expr::Ref { base, path, args }, Some((previous, started))) = (&expr, ticket) else {
+    let Some((previous, started)) = ticket else {
         return eval(&expr, None).await;
     };
-    let target = resolve_base(base, None).await?;
+    let (base, path, args) = match expr {
+        Expr::Ref { base, path, args } => (base, path, args),
+        other => return eval(&other, None).await,
+    };
+    let target = resolve_base(&base, None).await?;
     let args = match args {
-        Some(a) => Some(eval_all(a, None).await?),
+        // Literal arguments (most are) are moved, not copied.
+        Some(a) if a.iter().all(|e| matches!(e, Expr::Lit(_))) => {
+            Some(a.into_iter().map(Expr::into_literal).collect())
+        }
+        Some(a) => Some(eval_all(&a, None).await?),
         None => None,
     };
     if let Some(previous) = previous {
         let _ = previous.await;
     }
-    let mut call = apply(target, path.clone(), args);
+    let mut call = apply(target, path, args);
     let first = poll_once(&mut call).await;
     drop(started);
     match first {
