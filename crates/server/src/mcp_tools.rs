@@ -327,7 +327,11 @@ pub(crate) async fn run(
     a.remove("object");
     let args = Value::Object(a.clone());
     let get = |k: &str| a.get(k).cloned().unwrap_or(Value::Null);
-    let thing = |rec: &Value| render::<Value>(urls, rec.clone());
+    let thing = |rec: Value| render::<Value>(urls, rec);
+    let things = |list: Value| match list {
+        Value::Array(list) => list.into_iter().map(thing).collect(),
+        _ => Vec::new(),
+    };
     Ok(match tool {
         "collections_list" => call(app, t, "collections.list", Value::Null).await?,
         "things_list" => {
@@ -341,22 +345,22 @@ pub(crate) async fn run(
                     json!([k, text])
                 })
                 .collect();
-            let r = call(
+            let mut r = call(
                 app,
                 t,
                 "things.list",
                 json!({ "collection": get("collection"), "filters": filters, "sort": get("sort"), "after": get("after"), "limit": get("limit") }),
             )
             .await?;
-            let items: Vec<Value> = r["items"].as_array().into_iter().flatten().map(thing).collect();
+            let items = things(r["items"].take());
             json!({ "count": r["count"], "items": items, "next": r["next"] })
         }
-        "things_get" => thing(&call(app, t, "things.get", args).await?),
+        "things_get" => thing(call(app, t, "things.get", args).await?),
         "things_create" => thing(
-            &call(app, t, "things.create", json!({ "collection": get("collection"), "body": get("data") })).await?,
+            call(app, t, "things.create", json!({ "collection": get("collection"), "body": get("data") })).await?,
         ),
         "things_update" => thing(
-            &call(
+            call(
                 app,
                 t,
                 "things.merge",
@@ -365,8 +369,8 @@ pub(crate) async fn run(
             .await?,
         ),
         "things_delete" => {
-            let r = call(app, t, "things.delete", args).await?;
-            json!({ "deleted": r["deleted"].as_array().into_iter().flatten().map(thing).collect::<Vec<_>>() })
+            let mut r = call(app, t, "things.delete", args).await?;
+            json!({ "deleted": things(r["deleted"].take()) })
         }
         "things_history" => call(app, t, "things.history", args).await?,
         "relationships_link" => call(app, t, "relationships.create", args).await?,

@@ -379,15 +379,16 @@ async fn create(
     )
     .await?;
     let u = Urls::new(&headers, &t);
-    let out: Value = render(&u, rec.clone());
-    let mut res = (StatusCode::CREATED, Json(out.clone())).into_response();
-    if let Some(v) = out["$id"]
+    let etag = etag(&rec);
+    let out: Value = render(&u, rec);
+    let location = out["$id"]
         .as_str()
-        .and_then(|s| HeaderValue::from_str(s).ok())
-    {
+        .and_then(|s| HeaderValue::from_str(s).ok());
+    let mut res = (StatusCode::CREATED, Json(out)).into_response();
+    if let Some(v) = location {
         res.headers_mut().insert(header::LOCATION, v);
     }
-    if let Some(e) = etag(&rec) {
+    if let Some(e) = etag {
         res.headers_mut().insert(header::ETAG, e);
     }
     Ok(res)
@@ -521,15 +522,15 @@ async fn related(
                 .map_err(|_| ApiError::bad_request("`after` must be a whole number"))?
         );
     }
-    let page = call(&app, &t, "things.related", args).await?;
+    let mut page = call(&app, &t, "things.related", args).await?;
     let u = Urls::new(&headers, &t);
     let item = u.item(&collection, &id);
     let items: Vec<Value> = page["items"]
-        .as_array()
+        .as_array_mut()
         .into_iter()
         .flatten()
         .map(|x| match x["thing"].is_object() {
-            true => render(&u, x["thing"].clone()),
+            true => render(&u, x["thing"].take()),
             false => {
                 json!({ "$id": u.reference(x["relationship"]["to"].as_str().unwrap_or_default()) })
             }
@@ -565,8 +566,8 @@ async fn edit(
     let args = json!({ "collection": param(&p, "collection")?, "id": param(&p, "id")? });
     let rec = call(&app, &t, "things.get", args).await?;
     let u = Urls::new(&headers, &t);
-    let item: Value = render(&u, rec.clone());
-    let href = item["$id"].as_str().unwrap_or_default().to_string();
+    let str_of = |k: &str| rec[k].as_str().unwrap_or_default();
+    let href = u.item(str_of("collection"), str_of("id"));
     let data = serde_json::to_string_pretty(&rec["data"]).unwrap_or_default();
     let version = rec["version"].as_i64().unwrap_or(0);
     let page = format!(
@@ -646,14 +647,14 @@ async fn search(
     if let Some(l) = limit {
         args["limit"] = json!(l);
     }
-    let out = call(&app, &t, "search", args).await?;
+    let mut out = call(&app, &t, "search", args).await?;
     let items: Vec<Value> = out["items"]
-        .as_array()
+        .as_array_mut()
         .into_iter()
         .flatten()
         .map(|h| {
-            let mut r: Value = render(&u, h["thing"].clone());
-            r["$rank"] = h["rank"].clone();
+            let mut r: Value = render(&u, h["thing"].take());
+            r["$rank"] = h["rank"].take();
             r
         })
         .collect();
