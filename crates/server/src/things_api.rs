@@ -200,7 +200,8 @@ pub(crate) fn render<T: Linked>(u: &Urls, rec: Value) -> T {
     links.push(("history".into(), T::text(path(&[&item, "history"]))));
     links.push(("edit".into(), T::text(path(&[&item, "edit"]))));
     for verb in verbs {
-        // `history` and `edit` are routes of their own, so a verb of that name has no link.
+        // A verb named like a fixed link would replace it (and `history` and `edit` are
+        // routes of their own, so its link would lead elsewhere): it gets none.
         if let Value::String(v) = verb
             && !["collection", "history", "edit"].contains(&v.as_str())
         {
