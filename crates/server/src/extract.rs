@@ -1,10 +1,11 @@
 //! Extractors: the target object of a request, and JSON bodies with errors in our shape.
 
+use crate::AppState;
 use crate::error::ApiError;
 use crate::names::check_object_name;
 use axum::RequestExt;
 use axum::body::HttpBody;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
@@ -20,22 +21,49 @@ pub struct Namespace {
     pub builtin: bool,
 }
 
+/// The namespaces the routes lead to: the built-in one, whose routes start with `/{object}`,
+/// and each mount's, whose routes start with the mount's segment. A request's namespace is
+/// read off the route it matched, rather than set by a layer on each group of routes: every
+/// layer on a route is one more boxed service that each request clones and calls through.
+pub(crate) struct Namespaces {
+    pub(crate) builtin: Namespace,
+    /// `(segment, namespace)` of each mount.
+    pub(crate) mounts: Vec<(String, Namespace)>,
+}
+
+impl Namespaces {
+    /// The namespace of a route, given as registered (`/counter/{object}/{*rest}`).
+    fn of_route(&self, route: &str) -> Option<&Namespace> {
+        let first = route.strip_prefix('/')?.split('/').next()?;
+        if first == "{object}" {
+            return Some(&self.builtin);
+        }
+        self.mounts
+            .iter()
+            .find_map(|(segment, ns)| (segment == first).then_some(ns))
+    }
+}
+
 /// The object a request is for: `(namespace, name)`, the name already percent-decoded.
 pub struct Target {
     pub ns: Arc<str>,
     pub name: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Target {
+impl FromRequestParts<AppState> for Target {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))?;
         let ns = parts
             .extensions
-            .get::<Namespace>()
+            .get::<MatchedPath>()
+            .and_then(|route| state.namespaces.of_route(route.as_str()))
             .cloned()
             .ok_or_else(ApiError::internal)?;
         let name = params
@@ -146,4 +174,33 @@ pub fn is_octet_stream(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/octet-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str, builtin: bool) -> Namespace {
+        Namespace {
+            ns: Arc::from(name),
+            builtin,
+        }
+    }
+
+    #[test]
+    fn a_route_leads_to_the_namespace_of_its_first_segment() {
+        let namespaces = Namespaces {
+            builtin: ns("business", true),
+            mounts: vec![("counter".into(), ns("bench", false))],
+        };
+        let of = |route| namespaces.of_route(route).map(|n| (&*n.ns, n.builtin));
+        assert_eq!(of("/{object}"), Some(("business", true)));
+        assert_eq!(of("/{object}/storage/kv/{key}"), Some(("business", true)));
+        assert_eq!(of("/counter/{object}"), Some(("bench", false)));
+        assert_eq!(of("/counter/{object}/{*rest}"), Some(("bench", false)));
+        // Routes of no object, and a segment that is no mount's.
+        assert_eq!(of("/counters/{object}"), None);
+        assert_eq!(of("/health"), None);
+        assert_eq!(of("health"), None);
+    }
 }

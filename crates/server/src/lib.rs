@@ -34,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use dotdo_runtime::Host;
-use extract::{Namespace, Target, body_bytes};
+use extract::{Namespace, Namespaces, Target, body_bytes};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -113,6 +113,8 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub host: Host,
+    /// Where each route leads (see [`Namespaces`]).
+    pub(crate) namespaces: Arc<Namespaces>,
     pub config: Arc<ServerConfig>,
     /// Bumped after every write through the API, so sync streams look for new events.
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
@@ -121,8 +123,26 @@ pub struct AppState {
 
 /// The whole HTTP API as a router, so tests can call it without a socket.
 pub fn app(host: Host, config: ServerConfig) -> Router {
+    let namespaces = Namespaces {
+        builtin: Namespace {
+            ns: Arc::from(config.builtin_namespace.as_str()),
+            builtin: true,
+        },
+        mounts: config
+            .mounts
+            .iter()
+            .map(|mount| {
+                let ns = Namespace {
+                    ns: Arc::from(mount.namespace.as_str()),
+                    builtin: false,
+                };
+                (mount.segment.clone(), ns)
+            })
+            .collect(),
+    };
     let state = AppState {
         host,
+        namespaces: Arc::new(namespaces),
         config: Arc::new(config),
         changes: Arc::new(tokio::sync::watch::channel(0).0),
         metrics: Arc::default(),
@@ -137,10 +157,6 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
             get(|| async { Json(openapi::document().clone()) }),
         );
     for mount in &state.config.mounts {
-        let ns = Namespace {
-            ns: Arc::from(mount.namespace.as_str()),
-            builtin: false,
-        };
         // Object routes are registered whole (not nested under the prefix): a nested
         // router matches every request twice and rebuilds its URI, a cost every call paid.
         let at = format!("/{}/{{object}}", mount.segment);
@@ -154,14 +170,9 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
             .route(
                 &format!("{at}/{{*rest}}"),
                 axum::routing::any(forward_fetch),
-            )
-            .layer(Extension(ns));
+            );
         router = router.merge(object);
     }
-    let builtin = Namespace {
-        ns: Arc::from(state.config.builtin_namespace.as_str()),
-        builtin: true,
-    };
     let at = "/{object}";
     let object = storage_api::routes(at)
         .merge(workflow_api::routes(at))
@@ -170,19 +181,23 @@ pub fn app(host: Host, config: ServerConfig) -> Router {
         .route("/{object}/sync", get(sync::sync))
         .route("/{object}/rpc", axum::routing::any(rpc_api::object_rpc))
         .route(at, get(object_root))
-        .route("/{object}/health", get(object_health))
-        .layer(Extension(builtin));
+        .route("/{object}/health", get(object_health));
     let rest = router
         .merge(object)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
-        ))
-        .layer(middleware::from_fn(request_id))
+        // One layer made of all three (outermost first): each `Router::layer` call wraps every
+        // route in one more boxed service, which a request clones and calls through.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn(request_id))
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
+                ))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    state.config.max_body_bytes,
+                )),
+        )
         .with_state(state.clone());
     // MCP reads resources through the REST routes, so it is added last.
     let mcp = mcp::service(state, rest.clone());
