@@ -23,6 +23,8 @@ use dotdo_runtime::{
     async_trait,
 };
 use dotdo_workflow::{ActionStatus, Context, DoOptions, Registry, WorkflowEnv};
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,38 +99,46 @@ fn first_integer(out: &SqlResult) -> Option<i64> {
 }
 
 /// The `key` query parameter, if any.
-fn query_key(req: &Request) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|pair| {
+fn query_key(uri: &http::Uri) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
         // Taken as it is, undecoded: the tests use plain letters, digits and `-`.
         pair.strip_prefix("key=").map(str::to_string)
     })
 }
 
-fn reply(status: u16, body: Option<Value>) -> Result<Response, ObjectError> {
-    let mut res = http::Response::builder().status(status);
-    if body.is_some() {
-        res = res.header("content-type", "application/json");
-    }
-    res.body(body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())))
-        .map_err(|e| ObjectError::internal(e.to_string()))
+fn reply(status: StatusCode, body: Option<Value>) -> Result<Response, ObjectError> {
+    let mut res = match body {
+        Some(body) => {
+            let json =
+                serde_json::to_vec(&body).map_err(|e| ObjectError::internal(e.to_string()))?;
+            let mut res = Response::new(Bytes::from(json));
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res
+        }
+        None => Response::new(Bytes::new()),
+    };
+    *res.status_mut() = status;
+    Ok(res)
 }
 
 #[async_trait]
 impl DurableObject for BenchCounter {
     async fn fetch(&self, req: Request) -> Result<Response, ObjectError> {
+        let (parts, body) = req.into_parts();
         // `/counter/{name}/rest…`
-        let path = req.uri().path().to_string();
+        let path = parts.uri.path();
         let rest: Vec<&str> = path.split('/').skip(3).filter(|s| !s.is_empty()).collect();
-        match (req.method().as_str(), rest.as_slice()) {
+        match (parts.method.as_str(), rest.as_slice()) {
             ("GET", []) => reply(
-                200,
+                StatusCode::OK,
                 Some(json!({ "n": self.count("SELECT n FROM counter")? })),
             ),
-            ("POST", ["incr"]) => reply(200, Some(json!({ "n": self.incr()? }))),
+            ("POST", ["incr"]) => reply(StatusCode::OK, Some(json!({ "n": self.incr()? }))),
             ("PUT", ["kv", key]) => {
-                let value = req.into_body().to_vec();
+                let value = body.to_vec();
                 self.state.storage().put(key, KvValue::Bytes(value))?;
-                reply(204, None)
+                reply(StatusCode::NO_CONTENT, None)
             }
             ("POST", ["call", peer]) => {
                 if !dotdo_runtime::valid_name(peer) {
@@ -139,10 +149,10 @@ impl DurableObject for BenchCounter {
                     .stub(self.state.namespace(), peer)
                     .call("incr", Value::Null)
                     .await?;
-                reply(200, Some(json!({ "n": n })))
+                reply(StatusCode::OK, Some(json!({ "n": n })))
             }
             ("POST", [action @ ("do" | "tally")]) => {
-                let key = match query_key(&req) {
+                let key = match query_key(&parts.uri) {
                     Some(k) if k.is_empty() || k.len() > 512 => {
                         return Err(ObjectError::bad_request("a key is 1 to 512 bytes"));
                     }
@@ -160,9 +170,9 @@ impl DurableObject for BenchCounter {
                     .await
                     .map_err(|e| ObjectError::internal(e.message))?;
                 if name == "noop" {
-                    reply(200, Some(json!({ "ok": true })))
+                    reply(StatusCode::OK, Some(json!({ "ok": true })))
                 } else {
-                    reply(200, Some(json!({ "n": out })))
+                    reply(StatusCode::OK, Some(json!({ "n": out })))
                 }
             }
             ("GET", ["actions"]) => {
@@ -183,7 +193,7 @@ impl DurableObject for BenchCounter {
                     "tally".into(),
                     json!(self.count("SELECT coalesce(max(n), 0) FROM tally")?),
                 );
-                reply(200, Some(Value::Object(counts)))
+                reply(StatusCode::OK, Some(Value::Object(counts)))
             }
             (method, _) => Err(ObjectError::not_found(format!("{method} {path}"))),
         }
