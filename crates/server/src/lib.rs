@@ -426,12 +426,17 @@ async fn method_not_allowed() -> ApiError {
 
 /// `scheme://host` of the request, honoring `X-Forwarded-Proto` / `X-Forwarded-Host`.
 pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
-    let [proto, forwarded_host, host] = ORIGIN_HEADERS.map(|name| headers.get(name));
+    let [proto, forwarded_host, host] = ORIGIN_HEADERS.map(|name| headers.get(&name));
     origin_of(proto, forwarded_host, host)
 }
 
 /// The headers an origin is made of, in the order [`origin_of`] takes them.
-const ORIGIN_HEADERS: [&str; 3] = ["x-forwarded-proto", "x-forwarded-host", "host"];
+/// Names, not strings: a lookup by string parses the name first, on every request.
+const ORIGIN_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    axum::http::header::HOST,
+];
 
 fn origin_of(
     forwarded_proto: Option<&HeaderValue>,
@@ -462,7 +467,7 @@ pub(crate) struct LazyOrigin {
 impl LazyOrigin {
     pub(crate) fn new(headers: &axum::http::HeaderMap) -> LazyOrigin {
         LazyOrigin {
-            headers: ORIGIN_HEADERS.map(|name| headers.get(name).cloned()),
+            headers: ORIGIN_HEADERS.map(|name| headers.get(&name).cloned()),
             value: std::sync::OnceLock::new(),
         }
     }
