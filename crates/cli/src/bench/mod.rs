@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// With --url: the server's process ids, for its memory (RSS) and CPU per operation.
     #[arg(long = "server-pid", value_delimiter = ',')]
     server_pids: Vec<u32>,
+    /// Label the records with this round of a run: `--report` compares dotdo with each peer
+    /// round by round (scripts/bench measures in rounds).
+    #[arg(long)]
+    round: Option<u32>,
     /// Print a Markdown comparison of the results in this JSON lines file, and exit.
     #[arg(long, value_name = "JSONL")]
     report: Option<PathBuf>,
@@ -91,6 +95,9 @@ pub struct Record {
     /// is the run with the median.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<f64>,
+    /// The round of a run in rounds (`--round`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,6 +272,7 @@ async fn bench(args: BenchArgs, names: Vec<&'static str>) -> anyhow::Result<()> 
             errors: o.errors,
             note: measured.note,
             runs,
+            round: args.round,
         };
         let line = serde_json::to_string(&record)?;
         if let Some(f) = out.as_mut() {
