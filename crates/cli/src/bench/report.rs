@@ -32,17 +32,18 @@ pub fn markdown(path: &Path) -> anyhow::Result<String> {
     Ok(render(&records))
 }
 
+/// Both records measure the same scenario of the same target at the same durability.
+fn same_series(a: &Record, b: &Record) -> bool {
+    a.name == b.name && a.target == b.target && a.durability == b.durability
+}
+
 /// One record per scenario, target and durability. `scripts/bench` measures in rounds (each
 /// round runs dotdo and every peer once), so a scenario has a record per round: the one with
 /// the median throughput stands for them all, with every round's throughput as its runs.
 fn merge_rounds(records: Vec<Record>) -> Vec<Record> {
     let mut groups: Vec<Vec<Record>> = Vec::new();
     for r in records {
-        let same = |g: &&mut Vec<Record>| {
-            let o = &g[0];
-            o.name == r.name && o.target == r.target && o.durability == r.durability
-        };
-        match groups.iter_mut().find(same) {
+        match groups.iter_mut().find(|g| same_series(&g[0], &r)) {
             Some(g) => g.push(r),
             None => groups.push(vec![r]),
         }
@@ -86,14 +87,13 @@ impl Paired {
     /// over a whole run (up to 2× on a shared machine) falls on both sides of each ratio;
     /// records without rounds give the one ratio of `a` and `b` themselves.
     fn of(all: &[Record], a: &Record, b: &Record, f: impl Fn(&Record, &Record) -> f64) -> Paired {
-        let same = |x: &Record, y: &Record| {
-            x.name == y.name && x.target == y.target && x.durability == y.durability
-        };
         let mut values: Vec<f64> = all
             .iter()
-            .filter(|x| x.round.is_some() && same(x, a))
+            .filter(|x| x.round.is_some() && same_series(x, a))
             .filter_map(|x| {
-                let y = all.iter().find(|y| y.round == x.round && same(y, b))?;
+                let y = all
+                    .iter()
+                    .find(|y| y.round == x.round && same_series(y, b))?;
                 Some(f(x, y))
             })
             .collect();
@@ -115,6 +115,21 @@ impl Paired {
             format!("{:.2}× ({:.2}–{:.2})", self.median, self.lo, self.hi)
         } else {
             format!("{:.2}×", self.median)
+        }
+    }
+
+    /// `48%`, or `48% (39–53%)` over several rounds.
+    fn percent(&self) -> String {
+        let pct = |v: f64| v * 100.0;
+        if self.rounds > 1 {
+            format!(
+                "{:.0}% ({:.0}–{:.0}%)",
+                pct(self.median),
+                pct(self.lo),
+                pct(self.hi)
+            )
+        } else {
+            format!("{:.0}%", pct(self.median))
         }
     }
 }
@@ -240,15 +255,10 @@ fn render(all: &[Record]) -> String {
     }
     if let (Some(s), Some(h)) = (normal("sql-incr-one"), normal("health")) {
         let share = Paired::of(all, s, h, throughput_ratio);
-        let range = if share.rounds > 1 {
-            format!(" ({:.0}–{:.0}%)", share.lo * 100.0, share.hi * 100.0)
-        } else {
-            String::new()
-        };
         let _ = writeln!(
             md,
-            "| `sql-incr-one` ≥ 50% of `health` (normal) | {:.0}%{range} | {} |",
-            share.median * 100.0,
+            "| `sql-incr-one` ≥ 50% of `health` (normal) | {} | {} |",
+            share.percent(),
             if share.median >= 0.5 { "yes" } else { "no" }
         );
     }
