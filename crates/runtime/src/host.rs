@@ -846,6 +846,10 @@ struct ObjectTask {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Most passes through the run queue a commit waits for more finished turns to join it (the
+/// batch is also bounded by the gate's `MAX_HELD`), so its first turn is not held for long.
+const MAX_COMMIT_PASSES: u32 = 16;
+
 /// The life of one activation: init, then turns until idle, evicted or shut down.
 async fn run_object(mut t: ObjectTask) {
     let clock = t.host.opts.clock.clone();
@@ -889,8 +893,9 @@ async fn run_object(mut t: ObjectTask) {
 
     let mut turns = FuturesUnordered::new();
     let mut last_activity = clock.now_ms();
-    let mut waited = false;
-    let mut last_batch = 0;
+    // Passes through the run queue since the last commit, and the results held before the last.
+    let mut passes = 0;
+    let mut held_before = 0;
     let retire = loop {
         let idle = turns.is_empty();
         tokio::select! {
@@ -921,18 +926,22 @@ async fn run_object(mut t: ObjectTask) {
                 }
             },
             // Nothing else can run now: commit the finished turns' writes together and
-            // release their results. While the object is busy (several results held now or
-            // at the last commit), yield once first, so requests already on their way (on
-            // this worker's sockets and run queue) join the same commit; an idle object's
-            // lone turn commits at once.
+            // release their results. First yield, so requests already on their way (on this
+            // worker's sockets and run queue) join the same commit, and keep yielding while
+            // each pass brings more: under a stream of requests a commit then holds as many
+            // turns as are in flight. An idle object's lone turn waits one pass.
             () = std::future::ready(()), if t.gate.has_held() => {
                 let held = t.gate.held();
-                if !waited && (held > 1 || last_batch > 1) {
-                    waited = true;
+                if held < held_before {
+                    // A full batch was committed meanwhile: this is a new one.
+                    passes = 0;
+                }
+                if passes == 0 || (passes < MAX_COMMIT_PASSES && held > held_before) {
+                    passes += 1;
+                    held_before = held;
                     tokio::task::yield_now().await;
                 } else {
-                    waited = false;
-                    last_batch = held;
+                    passes = 0;
                     let _ = t.gate.commit();
                 }
             }
