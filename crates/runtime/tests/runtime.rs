@@ -325,6 +325,58 @@ async fn a_turn_that_only_looks_does_not_split_the_shared_commit() {
     assert_eq!(after.committed_results - before.committed_results, 21);
 }
 
+/// Goes to the back of the run queue at once (unlike `yield_now`, which waits for the
+/// scheduler's next look at its timers and sockets).
+async fn back_of_the_queue() {
+    let mut queued = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut queued, true) {
+            std::task::Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Requests that reach a busy object one pass of the run queue after another still share a
+/// commit: the object waits while each pass brings more finished turns.
+#[tokio::test]
+async fn requests_arriving_over_several_passes_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, log) = (ManualClock::new(T0), Arc::new(Log::default()));
+    let host = Host::open(options(dir.path(), &clock, &log)).unwrap();
+    host.call("probe", "p", "get", Value::Null).await.unwrap();
+    let before = host.stats();
+    // Client `i` sends its request `i` passes after the first, each time going to the back
+    // of the run queue as a task woken by its socket does.
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                for _ in 0..i {
+                    back_of_the_queue().await;
+                }
+                host.call("probe", "p", "incr", Value::Null).await
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap().unwrap();
+    }
+    let after = host.stats();
+    let commits = after.commits - before.commits;
+    assert!(
+        (1..=2).contains(&commits),
+        "8 writes arriving one pass apart took {commits} commits"
+    );
+    assert_eq!(
+        host.call("probe", "p", "get", Value::Null).await.unwrap(),
+        json!(8)
+    );
+}
+
 /// In `normal` durability a busy object's WAL is written out in the background every so
 /// many commits, so dirty pages do not pile up until the kernel writes them in one burst.
 #[tokio::test]
